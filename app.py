@@ -1,0 +1,59 @@
+"""NNDL Studio: one Gradio app, an overview tab and one tab per system (`demos/<slug>.py`).
+
+Models load lazily on first use, so the app is up in seconds. A tab whose checkpoints are missing shows the
+command that trains them instead; the rest of the app still works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+import gradio as gr
+
+from demos import overview
+from models import registry
+
+
+def _demo_modules():
+    for slug in overview.SYSTEMS:
+        if importlib.util.find_spec(f"demos.{slug}") is not None:
+            yield slug, importlib.import_module(f"demos.{slug}")
+
+
+def _missing(module) -> list[str]:
+    if os.environ.get("NNDL_HUB_REPO"):
+        return []  # fetched from the Hub on first use; failures surface in the tab
+    return [name for name in module.CHECKPOINTS if not registry.available(name)]
+
+
+def build_app() -> gr.Blocks:
+    demos = list(_demo_modules())
+    status = {}
+    for slug, module in demos:
+        missing = _missing(module)
+        status[slug] = "ready" if not missing else f"not trained: `{registry.train_command(missing[0])}`"
+    with gr.Blocks(title="NNDL Studio") as app:
+        with gr.Tab(overview.TITLE):
+            overview.build(status)
+        for slug, module in demos:
+            with gr.Tab(module.TITLE, id=slug):
+                missing = _missing(module)
+                if missing:
+                    gr.Markdown(
+                        f"## {module.TITLE}\nThis tab needs checkpoints that are not in `{registry.checkpoint_root()}`: "
+                        + ", ".join(f"`{name}`" for name in missing)
+                        + f".\n\nTrain them with `{registry.train_command(missing[0])}` (see the README), "
+                        "or set `NNDL_HUB_REPO` to a Hugging Face repo that has them."
+                    )
+                else:
+                    module.build()
+    return app
+
+
+if __name__ == "__main__":
+    build_app().queue(default_concurrency_limit=2).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+    )

@@ -1,0 +1,209 @@
+"""What every training script shares: dataclass config → CLI, seeding, resumable state, CSV log, cards.
+
+A training script looks like this (see training/pixelda.py for a whole one):
+
+    cfg = parse_config(TrainConfig, PRESETS)           # --help lists every field
+    run = RunState(cfg.run_dir, model=model, optimizer=opt)
+    start = run.restore()                               # 0, or the last saved step after a kill
+    log = CSVLog(Path(cfg.run_dir) / "log.csv", resume_step=start)
+    for step in progress(start, cfg.steps, "pixelda"):
+        ...
+        run.save(step + 1) every so often              # atomic: a kill -9 loses at most that interval
+
+Batches come from `batch_indices(n, batch_size, step, seed)`, a pure function of the step, so a resumed run
+sees exactly the batches it would have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import functools
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import typing
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from models.registry import REPO_ROOT
+
+
+@dataclasses.dataclass
+class BaseTrainConfig:
+    """Fields every training script has. Subclasses add their own (all with defaults)."""
+
+    data_root: str | None = None  # default: $NNDL_DATA_ROOT, else ../shared/data, else ./data
+    run_dir: str = ""  # resumable state and log; default runs/<slug>
+    checkpoint_root: str = "checkpoints"
+    seed: int = 0
+    dry_run: bool = False  # a few steps on tiny generated data: checks the code path, not the model
+    device: str = "auto"  # auto = cuda when available, else cpu
+
+
+def parse_config(config_class: type, presets: dict[str, typing.Any] | None = None, argv: list[str] | None = None):
+    """Build an argparse CLI from the dataclass: defaults < `--preset NAME` < explicit flags."""
+    presets = presets or {}
+    parser = argparse.ArgumentParser(description=(sys.modules[config_class.__module__].__doc__ or "").strip().splitlines()[0])
+    if presets:
+        parser.add_argument("--preset", choices=sorted(presets), help="named settings; explicit flags override them")
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
+        elif typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            parser.add_argument(flag, type=item, nargs="+", default=None, help=f"(default {default})")
+        else:
+            scalar = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            parser.add_argument(flag, type=scalar, default=None, help=f"(default {default})")
+    args = vars(parser.parse_args(argv))
+    base = presets[args.pop("preset")] if args.get("preset") else config_class()
+    args.pop("preset", None)
+    explicit = {key: tuple(value) if isinstance(value, list) else value for key, value in args.items() if value is not None}
+    return dataclasses.replace(base, **explicit)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(num_items: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(num_items, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batch_indices(num_items: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """Indices of the batch at `step`: shuffled without replacement per epoch, a pure function of the step."""
+    per_epoch = max(num_items // batch_size, 1)
+    epoch, position = divmod(step, per_epoch)
+    permutation = _epoch_permutation(num_items, seed, epoch)
+    return permutation[position * batch_size : (position + 1) * batch_size]
+
+
+class RunState:
+    """Everything needed to continue a run after `kill -9`: module/optimizer states, step, wall time, RNGs."""
+
+    def __init__(self, run_dir: str | Path, **stateful):
+        self.path = Path(run_dir) / "last.pt"
+        self.stateful = stateful
+        self.wall_time_s = 0.0
+        self._started = time.monotonic()
+
+    def restore(self) -> int:
+        if not self.path.exists():
+            return 0
+        # Our own file, written by save() below; weights_only keeps it to tensors and plain containers.
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        for key, obj in self.stateful.items():
+            obj.load_state_dict(state["objects"][key])
+        torch.set_rng_state(state["torch_rng"])
+        self.wall_time_s = state["wall_time_s"]
+        self._started = time.monotonic()
+        print(f"resumed from {self.path} at step {state['step']}", file=sys.stderr)
+        return state["step"]
+
+    def elapsed(self) -> float:
+        return self.wall_time_s + time.monotonic() - self._started
+
+    def save(self, step: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": step,
+            "wall_time_s": self.elapsed(),
+            "torch_rng": torch.get_rng_state(),
+            "objects": {key: obj.state_dict() for key, obj in self.stateful.items()},
+        }
+        temporary = self.path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        os.replace(temporary, self.path)  # atomic: a kill mid-write leaves the previous state
+
+
+class CSVLog:
+    """Append-only CSV of training metrics. On resume, rows after the restored step are dropped."""
+
+    def __init__(self, path: str | Path, resume_step: int = 0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if self.path.exists() and resume_step > 0:
+            with open(self.path, newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+        self.fields: list[str] = list(rows[0].keys()) if rows else []
+        with open(self.path, "w", newline="") as handle:
+            if rows:
+                writer = csv.DictWriter(handle, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write(self, **values) -> None:
+        values = {key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in values.items()}
+        new_file = not self.fields
+        if new_file:
+            self.fields = list(values)
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow(values)
+
+
+def read_log(path: str | Path) -> dict[str, np.ndarray]:
+    """A training log as columns of floats (for plots)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    return {key: np.array([float(row[key]) if row[key] not in ("", None) else np.nan for row in rows]) for key in rows[0]}
+
+
+def progress(start: int, total: int, description: str):
+    return tqdm(range(start, total), initial=start, total=total, desc=description, dynamic_ncols=True, mininterval=2.0)
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} (CUDA)"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict, **extra) -> dict:
+    """The part of a card that describes how the weights were made; the evaluation command adds `metrics`."""
+    return {
+        "system": slug,
+        "data": data,
+        "train_config": dataclasses.asdict(cfg),
+        "seed": cfg.seed,
+        "steps": steps,
+        "wall_time_s": round(wall_time_s, 1),
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "git_commit": git_commit(),
+        "command": "python -m training." + slug + " " + " ".join(sys.argv[1:]),
+        **extra,
+    }
