@@ -81,7 +81,9 @@ def read_image(source, mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> Image
             image.load()
     except UploadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UploadError(f"{name} is larger than {max_pixels / 1e6:.0f} megapixels. Resize it first.") from error
+    except UnidentifiedImageError as error:
         raise UploadError(f"{name} is not an image this demo can read (PNG, JPEG, BMP, WebP, TIFF): {type(error).__name__}.") from error
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data inside a valid header
         raise UploadError(f"{name} looks corrupt or truncated and could not be decoded ({error}).") from error

@@ -46,6 +46,7 @@ class BaseTrainConfig:
     seed: int = 0
     dry_run: bool = False  # a few steps on tiny generated data: checks the code path, not the model
     device: str = "auto"  # auto = cuda when available, else cpu
+    max_minutes: float = 0.0  # stop (saving state and weights) after this much wall time; 0 = no limit
 
 
 def parse_config(config_class: type, presets: dict[str, typing.Any] | None = None, argv: list[str] | None = None):
