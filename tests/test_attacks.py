@@ -1,0 +1,236 @@
+"""Attacks lab: model contract, attack budgets, data layouts, training dry-run + resume, evaluation, demo functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torchattacks
+from PIL import Image
+
+from models import registry
+from models.attacks import AdvGANDiscriminator, AdvGANDiscriminatorConfig, AdvGANGenerator, AdvGANGeneratorConfig, CifarResNet, ResNetConfig
+from training import attacks as train_attacks
+from training.data.attacks import load_cifar
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and far faster when other processes share the two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier():
+    torch.manual_seed(0)
+    return CifarResNet(ResNetConfig(depth=8)).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_generator():
+    torch.manual_seed(0)
+    return AdvGANGenerator(AdvGANGeneratorConfig(residual_blocks=1)).eval()
+
+
+def _cifar_image_folder(root, per_class: int = 3):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for index, name in enumerate(CLASSES):
+            folder = root / "cifar10" / split / name
+            folder.mkdir(parents=True)
+            for item in range(per_class):
+                pixels = np.clip(rng.normal(25 * index, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{item:04d}.png")
+    return root
+
+
+# ----- models ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("architecture", ["attacks-resnet", "attacks-resnet18"])
+def test_classifiers_refuse_inputs_outside_unit_range(architecture):
+    model = registry.create(architecture).eval()
+    assert model(torch.rand(2, 3, 32, 32)).shape[0] == 2
+    normalised = (torch.rand(2, 3, 32, 32) - 0.5) / 0.25  # what the report fed its attacks
+    with pytest.raises(ValueError, match=r"\[0, 1\].*normalises them itself"):
+        model(normalised)
+
+
+@pytest.mark.parametrize("module", [
+    lambda: CifarResNet(ResNetConfig(depth=8)),
+    lambda: AdvGANGenerator(AdvGANGeneratorConfig(residual_blocks=1)),
+    lambda: AdvGANDiscriminator(AdvGANDiscriminatorConfig()),
+])
+def test_gradients_reach_every_parameter(module):
+    torch.manual_seed(0)
+    model = module().train()
+    output = model(torch.rand(4, 3, 32, 32))
+    assert torch.isfinite(output).all()
+    output.square().mean().backward()
+    missing = [name for name, parameter in model.named_parameters() if parameter.grad is None or not parameter.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_resnet20_and_resnet18_sizes():
+    count = lambda model: sum(parameter.numel() for parameter in model.parameters())  # noqa: E731
+    assert 0.26e6 < count(registry.create("attacks-resnet")) < 0.28e6  # He et al.: 0.27 M
+    assert count(registry.create("attacks-resnet18")) == 11_220_132  # the report's CIFAR ResNet-18, spec §1.2
+
+
+def test_generator_perturbation_is_bounded(tiny_generator):
+    x = torch.rand(8, 3, 32, 32)
+    with torch.no_grad():
+        for epsilon in (1 / 255, 4 / 255, 8 / 255):
+            adversarial = tiny_generator.attack(x, epsilon)
+            assert (adversarial - x).abs().max() <= epsilon + 1e-6
+            assert adversarial.min() >= 0 and adversarial.max() <= 1
+
+
+# ----- attacks --------------------------------------------------------------------------------------------------------
+
+def test_fgsm_at_zero_epsilon_is_the_identity(tiny_classifier):
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    adversarial = torchattacks.FGSM(tiny_classifier, eps=0)(x, y)
+    torch.testing.assert_close(adversarial, x, rtol=0, atol=0)
+    assert torch.equal(tiny_classifier(adversarial).argmax(1), tiny_classifier(x).argmax(1))
+
+
+@pytest.mark.parametrize("epsilon", [1, 4, 8])
+def test_attacks_respect_their_budget(tiny_classifier, epsilon):
+    x, y = torch.rand(4, 3, 32, 32), torch.arange(4)
+    for attack in (torchattacks.FGSM(tiny_classifier, eps=epsilon / 255),
+                   torchattacks.PGD(tiny_classifier, eps=epsilon / 255, alpha=epsilon / 255 / 4, steps=3)):
+        delta = attack(x, y) - x
+        assert delta.abs().max() <= epsilon / 255 + 1e-6
+    delta = train_attacks.pgd_perturb(tiny_classifier, x, y, epsilon / 255, epsilon / 255 / 2, 3) - x
+    assert delta.abs().max() <= epsilon / 255 + 1e-6
+    l2 = torchattacks.PGDL2(tiny_classifier, eps=0.3, alpha=0.1, steps=3)(x, y) - x
+    assert l2.flatten(1).norm(dim=1).max() <= 0.3 + 1e-4
+
+
+def test_cw_margin_loss_signs():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]])
+    labels = torch.tensor([0, 0])
+    # untargeted: image 0 still classified (gap 2), image 1 already fooled (gap −2, clipped at −κ = −1)
+    assert train_attacks.cw_margin_loss(logits, labels, margin=1.0, targeted=False).item() == pytest.approx((2 - 1) / 2)
+
+
+# ----- data -----------------------------------------------------------------------------------------------------------
+
+def test_image_folder_layout_loads_in_class_order(tmp_path):
+    root = _cifar_image_folder(tmp_path)
+    images, labels, classes = load_cifar("cifar10", "test", root)
+    assert images.shape == (30, 3, 32, 32) and images.dtype == torch.uint8
+    assert classes == list(CLASSES)
+    assert labels.tolist() == [c for c in range(10) for _ in range(3)]
+    limited, limited_labels, _ = load_cifar("cifar10", "train", root, limit_per_class=1)
+    assert len(limited) == 10 and limited_labels.tolist() == list(range(10))
+
+
+def _cifar100_pickles(root, per_split: int = 20) -> dict[str, str]:
+    """A tiny CIFAR-100 in the official python-pickle layout; returns the md5 of each file."""
+    folder = root / "cifar100" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    md5 = {}
+    for split in ("train", "test"):
+        fine = rng.integers(0, 100, per_split).tolist()
+        entry = {"data": rng.integers(0, 256, (per_split, 3072), dtype=np.uint8), "fine_labels": fine,
+                 "coarse_labels": [label // 5 for label in fine], "filenames": [f"{i}.png" for i in range(per_split)]}
+        (folder / split).write_bytes(pickle.dumps(entry))
+        md5[split] = hashlib.md5((folder / split).read_bytes()).hexdigest()
+    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": [f"class{i}" for i in range(100)], "coarse_label_names": [f"super{i}" for i in range(20)]}))
+    md5["meta"] = hashlib.md5((folder / "meta").read_bytes()).hexdigest()
+    return md5
+
+
+def test_cifar100_through_torchvision_pickle_layout(tmp_path, monkeypatch):
+    import torchvision
+
+    from training.data.attacks import cifar100_coarse_labels
+
+    md5 = _cifar100_pickles(tmp_path)
+    # torchvision checks the official release's md5 sums; point it at the fixture's instead
+    monkeypatch.setattr(torchvision.datasets.CIFAR100, "train_list", [["train", md5["train"]]])
+    monkeypatch.setattr(torchvision.datasets.CIFAR100, "test_list", [["test", md5["test"]]])
+    monkeypatch.setattr(torchvision.datasets.CIFAR100, "meta", {"filename": "meta", "key": "fine_label_names", "md5": md5["meta"]})
+    images, labels, classes = load_cifar("cifar100", "train", tmp_path)
+    assert images.shape == (20, 3, 32, 32) and len(classes) == 100
+    coarse = cifar100_coarse_labels("train", tmp_path)
+    assert torch.equal(coarse, labels // 5)
+
+
+def test_missing_dataset_says_where_to_put_it(tmp_path):
+    from training.data import DatasetMissing
+
+    (tmp_path / "cifar100").mkdir()
+    with pytest.raises(DatasetMissing, match="CIFAR100"):
+        load_cifar("cifar100", "train", tmp_path)
+
+
+# ----- training and evaluation ----------------------------------------------------------------------------------------
+
+def _config(tmp_path, **overrides):
+    settings = {"dry_run": True, "checkpoint_root": str(tmp_path / "checkpoints"), "run_dir": str(tmp_path / "run"), "device": "cpu", **overrides}
+    return dataclasses.replace(train_attacks.TrainConfig(), **settings)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model", ["standard", "adversarial"])
+def test_dry_run_resumes_exactly(tmp_path, model, monkeypatch):
+    straight = train_attacks.main(_config(tmp_path / "straight", model=model))
+    augment, calls = train_attacks.augment, []
+
+    def dies_at_step_three(*args):
+        calls.append(1)
+        if len(calls) == 3:  # the state was saved after step 2 (save_every = 2 in a dry run)
+            raise Killed
+        return augment(*args)
+
+    monkeypatch.setattr(train_attacks, "augment", dies_at_step_three)
+    with pytest.raises(Killed):
+        train_attacks.main(_config(tmp_path / "resumed", model=model))
+    monkeypatch.setattr(train_attacks, "augment", augment)
+    resumed = train_attacks.main(_config(tmp_path / "resumed", model=model))  # restores step 2, trains 2 more
+    assert registry.load_card(resumed.name, root=resumed.parent)["steps"] == 4
+    a = registry.load(straight.name, root=straight.parent).state_dict()
+    b = registry.load(resumed.name, root=resumed.parent).state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_dry_run_noise_and_advgan_then_evaluation(tmp_path):
+    from evaluation import attacks as evaluate
+
+    root = _cifar_image_folder(tmp_path / "data", per_class=2)
+    standard = train_attacks.main(_config(tmp_path, model="standard"))
+    train_attacks.main(_config(tmp_path, model="noise", run_dir=str(tmp_path / "run-noise")))
+    advgan = train_attacks.main(_config(tmp_path, model="advgan", run_dir=str(tmp_path / "run-advgan")))
+    assert registry.load_card("attacks-advgan", root=advgan.parent)["data"]["target_model"] == "attacks-resnet20-standard"
+    results = evaluate.main(["--checkpoint-root", str(standard.parent), "--data-root", str(root), "--device", "cpu",
+                             "--epsilons", "2", "8", "--autoattack-images", "0", "--timing-images", "4",
+                             "--checkpoints", "attacks-resnet20-standard", "attacks-advgan"])
+    card = registry.load_card("attacks-resnet20-standard", root=standard.parent)
+    assert set(card["metrics"]["pgd10_accuracy"]) == {"2", "8"} and card["metrics"]["test_images"] == 20
+    assert card["evaluation_command"].startswith("python -m evaluation.attacks")
+    advgan_metrics = results["attacks-advgan"]
+    assert set(advgan_metrics["success_rate_per_class"]) == set(CLASSES)
+    assert advgan_metrics["mean_linf"] <= 8 / 255 + 1e-3  # fp16 weights, float32 maths
+
+
+def test_schedule_follows_the_time_budget():
+    cfg = train_attacks.TrainConfig(steps=1000, max_minutes=1.0)
+    assert train_attacks.schedule_progress(100, cfg, elapsed_s=30) == pytest.approx(0.5)
+    assert train_attacks.learning_rate_at(1.0, 0.1, 0.15) == pytest.approx(0.0)
+    assert train_attacks.learning_rate_at(0.15, 0.1, 0.15) == pytest.approx(0.1)

@@ -1,0 +1,431 @@
+"""Train the attack lab's CIFAR classifiers (standard, Gaussian-noise, adversarial) and AdvGAN.
+
+    python -m training.attacks --model standard              # CPU preset: ResNet-20, ~1 h on 2 cores
+    python -m training.attacks --model noise                 # trained on images + N(0, 0.05) noise (the report's noisy model)
+    python -m training.attacks --model adversarial           # PGD adversarial training (Madry et al. 2018), ε = 8/255
+    python -m training.attacks --model advgan                # AdvGAN against attacks-resnet20-standard (train that first)
+    python -m training.attacks --preset gpu --model standard --max-minutes 3
+    python -m training.attacks --preset report --model standard   # the report's ResNet-18 on CIFAR-100 (GPU)
+    python -m training.attacks --dry-run --model advgan      # a few steps on tiny generated data
+
+Classifiers: SGD with Nesterov momentum and a one-cycle schedule (linear warm-up, cosine decay), random crop
+(pad 4) + horizontal flip (+ AutoAugment's CIFAR-10 policy, drawn per group of images), all on the training
+device. With `--max-minutes`, the schedule follows whichever budget runs out first (steps or minutes), so a
+time-limited run still ends with an annealed learning rate instead of stopping mid-cycle.
+
+- noise: x + N(0, noise_std²) after augmentation, clamped to [0, 1] so the model's [0, 1] contract holds. The
+  report says variance 0.05 (std 0.2236) and did not clamp; the clamp is our deviation.
+- adversarial: `--adversarial-attack fgsm-rs` (the CPU default; "Fast is better than free", Wong et al. 2020: one
+  FGSM step of α = 1.25 ε from a random start) or `pgd` (the GPU preset; Madry et al. 2018: a random start in the
+  ε-ball, then `adversarial_steps` steps of α; the report used 4 PGD steps during adversarial training). Written in plain torch (the GPU machine
+  has no torchattacks) and trained from scratch on adversarial images only.
+- advgan: G and D of models/attacks.py, loss L_adv + α·L_GAN + β·L_hinge (spec trivae-advgan §B4) with the C&W
+  margin as L_adv (untargeted, or towards `--target-class`), an LSGAN L_GAN, and L_hinge = max(0, ‖δ‖₂ − c).
+  The L∞ bound ε is built into G (ε·tanh). The target classifier is fixed (eval mode, no gradients to it).
+
+Writes `attacks-<architecture>-<model>` (`attacks-resnet20-standard`, ...) or `attacks-advgan` (the generator
+only); then `python -m evaluation.attacks` measures them and writes the metrics into their cards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+
+from models import registry
+from models.attacks import (
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    AdvGANDiscriminator,
+    AdvGANDiscriminatorConfig,
+    AdvGANGenerator,
+    AdvGANGeneratorConfig,
+    CifarResNet,
+    CifarResNet18,
+    ResNet18Config,
+    ResNetConfig,
+    set_range_check,
+)
+from training.common import (
+    BaseTrainConfig,
+    CSVLog,
+    RunState,
+    batch_indices,
+    parse_config,
+    pick_device,
+    progress,
+    seed_everything,
+    training_card,
+)
+from training.data.attacks import fake_cifar, load_cifar
+
+SLUG = "attacks"
+MODELS = ("standard", "noise", "adversarial", "advgan")
+ARCHITECTURES = ("resnet20", "resnet18")
+
+
+@dataclass
+class TrainConfig(BaseTrainConfig):
+    model: str = "standard"  # standard | noise | adversarial | advgan
+    architecture: str = "resnet20"  # resnet20 (He et al. CIFAR ResNet) | resnet18 (the report's CIFAR ResNet-18)
+    dataset: str = "cifar10"  # cifar10 | cifar100 (torchvision pickle layout, when you have it)
+    name: str = ""  # checkpoint name; default attacks-<architecture>[-cifar100]-<model>, or attacks-advgan
+    steps: int = 3500  # ~30 epochs of the 15k-image CIFAR-10 subset at batch 128
+    batch_size: int = 128
+    optimizer: str = "sgd"  # sgd (Nesterov) | adam (the report's)
+    learning_rate: float = 0.1
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.15
+    label_smoothing: float = 0.0
+    autoaugment_groups: int = 0  # 0 = off; else AutoAugment (CIFAR-10 policy) with this many policy draws per batch
+    validation_size: int = 500  # held out of the training split for the curves
+    noise_std: float = math.sqrt(0.05)  # the report's "variance 0.05"
+    epsilon: float = 8 / 255  # L∞ budget of adversarial training and of AdvGAN
+    adversarial_attack: str = "fgsm-rs"  # fgsm-rs (CPU: 2 passes a step) | pgd (the GPU preset)
+    adversarial_steps: int = 4  # PGD steps during training (the report: 4)
+    adversarial_alpha: float = 0.0  # 0 = 2.5 ε / steps for PGD (Madry), 1.25 ε for fgsm-rs (Wong et al.)
+    # AdvGAN
+    target: str = "attacks-resnet20-standard"  # checkpoint of the fixed classifier G attacks
+    target_class: int = -1  # -1 = untargeted; else every image is pushed towards this class
+    gan_weight: float = 1.0  # α (the report: 15; with an LSGAN loss 1 keeps D from dominating)
+    hinge_weight: float = 10.0  # β (the report: 10)
+    hinge_bound: float = 1.5  # c, on ‖δ‖₂ per image (the full 8/255 box has 1.74); the report's "8/25" read as L2
+    margin: float = 2.0  # κ of the C&W loss: G keeps pushing until the wrong logit leads by κ
+    generator_learning_rate: float = 1e-3
+    log_every: int = 50
+    eval_every: int = 500
+    save_every: int = 500
+
+
+PRESETS = {
+    "cpu": TrainConfig(),
+    # One H100, three runs side by side: the time limit (--max-minutes) decides the length.
+    "gpu": TrainConfig(steps=30_000, batch_size=256, learning_rate=0.15, autoaugment_groups=8, adversarial_attack="pgd",
+                       log_every=100, eval_every=1000, save_every=1000),
+    # The report's ResNet-18 on CIFAR-100: Adam 1e-3, weight decay 1e-4, 20 epochs of 45k at batch 256, AutoAugment.
+    "report": TrainConfig(
+        architecture="resnet18", dataset="cifar100", optimizer="adam", learning_rate=1e-3, weight_decay=1e-4,
+        steps=20 * 45_000 // 256, batch_size=256, autoaugment_groups=16, validation_size=5000, warmup_fraction=0.0,
+    ),
+}
+
+
+def checkpoint_name(cfg: TrainConfig) -> str:
+    if cfg.name:
+        return cfg.name
+    if cfg.model == "advgan":
+        return "attacks-advgan"
+    return "-".join(["attacks", cfg.architecture] + (["cifar100"] if cfg.dataset == "cifar100" else []) + [cfg.model])
+
+
+def _tiny_config(cfg: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(cfg, steps=min(cfg.steps, 4), batch_size=8, validation_size=8, adversarial_steps=2, log_every=1, eval_every=2, save_every=2,
+                               autoaugment_groups=min(cfg.autoaugment_groups, 2))
+
+
+def build_classifier(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    if cfg.architecture == "resnet20":
+        stats = {"mean": CIFAR100_MEAN, "std": CIFAR100_STD} if cfg.dataset == "cifar100" else {}
+        return CifarResNet(ResNetConfig(num_classes=num_classes, **({"depth": 8} if cfg.dry_run else {}), **stats))
+    if cfg.architecture == "resnet18":
+        return CifarResNet18(ResNet18Config(num_classes=num_classes))
+    raise ValueError(f"unknown architecture {cfg.architecture!r}; choose one of {ARCHITECTURES}")
+
+
+def _load_data(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    if cfg.dry_run:
+        images, labels = fake_cifar(48, seed=cfg.seed)
+        return images, labels, [f"class {index}" for index in range(10)]
+    return load_cifar(cfg.dataset, "train", cfg.data_root)
+
+
+def augment(images: torch.Tensor, autoaugment_groups: int, policy: v2.AutoAugment | None) -> torch.Tensor:
+    """uint8 (B, 3, 32, 32) on the device → float [0, 1]: (AutoAugment), random crop with 4 px zero padding, flip."""
+    if autoaugment_groups and policy is not None:
+        images = torch.cat([policy(group) for group in images.chunk(autoaugment_groups)])
+    x = images.float().div(255)
+    batch, device = x.shape[0], x.device
+    padded = F.pad(x, (4, 4, 4, 4))  # (B, 3, 40, 40)
+    offsets = torch.randint(0, 9, (2, batch), device=device)
+    rows = (offsets[0, :, None] + torch.arange(32, device=device))[:, None, :, None]  # (B, 1, 32, 1)
+    cols = (offsets[1, :, None] + torch.arange(32, device=device))[:, None, None, :]  # (B, 1, 1, 32)
+    x = padded[torch.arange(batch, device=device)[:, None, None, None], torch.arange(3, device=device)[None, :, None, None], rows, cols]
+    flip = torch.rand(batch, device=device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, 3, 32, 32)
+
+
+def pgd_perturb(model, images, labels, epsilon: float, alpha: float, steps: int) -> torch.Tensor:
+    """L∞ PGD from a uniform random start (steps=1 with α = 1.25 ε is FGSM-RS); returns x + δ in [0, 1]."""
+    delta = torch.empty_like(images).uniform_(-epsilon, epsilon)
+    delta = ((images + delta).clamp(0, 1) - images).requires_grad_(True)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(images + delta), labels)
+        (gradient,) = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + alpha * gradient.sign()).clamp(-epsilon, epsilon)
+        delta = ((images + delta).clamp(0, 1) - images).requires_grad_(True)
+    return (images + delta).detach()
+
+
+def schedule_progress(step: int, cfg: TrainConfig, elapsed_s: float) -> float:
+    """Fraction of the run done: by steps, or by minutes when --max-minutes is set and runs out first."""
+    by_steps = step / cfg.steps
+    return max(by_steps, elapsed_s / (cfg.max_minutes * 60)) if cfg.max_minutes else by_steps
+
+
+def learning_rate_at(fraction: float, peak: float, warmup: float) -> float:
+    if fraction < warmup:
+        return peak * (0.1 + 0.9 * fraction / warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min((fraction - warmup) / max(1 - warmup, 1e-8), 1.0)))
+
+
+@torch.no_grad()
+def accuracy(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
+    """Top-1 accuracy on uint8 images (N, 3, 32, 32)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size].to(device).float().div(255))
+        correct += (logits.argmax(1) == labels[start : start + batch_size].to(device)).sum().item()
+    model.train(was_training)
+    return correct / max(len(images), 1)
+
+
+def _optimizer(cfg: TrainConfig, parameters):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=cfg.learning_rate, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose sgd or adam")
+
+
+def _split(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor):
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed + 7))
+    validation, train = order[: cfg.validation_size], order[cfg.validation_size :]
+    return images[train], labels[train], images[validation], labels[validation]
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+def train_classifier(cfg: TrainConfig) -> Path:
+    if cfg.model not in ("standard", "noise", "adversarial"):
+        raise ValueError(f"unknown model {cfg.model!r}; choose one of {MODELS}")
+    name = checkpoint_name(cfg)
+    run_dir = Path(cfg.run_dir or f"runs/{SLUG}/{name}{'-dry-run' if cfg.dry_run else ''}")
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    images, labels, classes = _load_data(cfg)
+    train_images, train_labels, val_images, val_labels = _split(cfg, images, labels)
+    train_images, train_labels = train_images.to(device), train_labels.to(device)
+    model = build_classifier(cfg, len(classes)).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        set_range_check(model, False)  # the check synchronises with the GPU; inputs here are in [0, 1] by construction
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = _optimizer(cfg, model.parameters())
+    policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10) if cfg.autoaugment_groups else None
+    alpha = cfg.adversarial_alpha or (1.25 * cfg.epsilon if cfg.adversarial_attack == "fgsm-rs" else 2.5 * cfg.epsilon / cfg.adversarial_steps)
+    attack_steps = 1 if cfg.adversarial_attack == "fgsm-rs" else cfg.adversarial_steps
+    if cfg.adversarial_attack not in ("pgd", "fgsm-rs"):
+        raise ValueError(f"unknown adversarial attack {cfg.adversarial_attack!r}; choose pgd or fgsm-rs")
+
+    run = RunState(run_dir, model=model, optimizer=optimizer)
+    start = run.restore()
+    log = CSVLog(run_dir / "log.csv", resume_step=start)
+    steps_done = start
+    model.train()
+    for step in progress(start, cfg.steps, name):
+        fraction = schedule_progress(step, cfg, run.elapsed())
+        if fraction >= 1:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(fraction, cfg.learning_rate, cfg.warmup_fraction)
+        index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
+        x = augment(train_images[index], cfg.autoaugment_groups, policy)  # (B, 3, 32, 32) in [0, 1]
+        y = train_labels[index]
+        if cfg.model == "noise":
+            x = (x + cfg.noise_std * torch.randn_like(x)).clamp(0, 1)
+        elif cfg.model == "adversarial":
+            with _autocast(device):
+                x = pgd_perturb(model, x, y, cfg.epsilon, alpha, attack_steps)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        done = steps_done = step + 1
+        row = {}
+        if done % cfg.log_every == 0:
+            row = {"loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item(), "lr": optimizer.param_groups[0]["lr"]}
+        if done % cfg.eval_every == 0:
+            row["val_accuracy"] = accuracy(model, val_images, val_labels)
+            if cfg.model == "adversarial":
+                model.eval()
+                x_val, y_val = val_images[:256].to(device).float().div(255), val_labels[:256].to(device)
+                with _autocast(device):
+                    x_adv = pgd_perturb(model, x_val, y_val, cfg.epsilon, cfg.epsilon / 4, 10)
+                with torch.no_grad():
+                    row["val_pgd10_accuracy"] = (model(x_adv).argmax(1) == y_val).float().mean().item()
+                model.train()
+        if row:
+            log.write(step=done, epoch=round(done * cfg.batch_size / len(train_images), 2), **row)
+        if done % cfg.save_every == 0:
+            run.save(done)
+    run.save(steps_done)
+    final_validation = accuracy(model, val_images, val_labels)
+    print(f"{name}: {steps_done} steps, validation accuracy {final_validation:.4f}", file=sys.stderr)
+    model = set_range_check(model.to("cpu", memory_format=torch.contiguous_format).float(), True)
+    data = {
+        "dataset": cfg.dataset, "split": f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})",
+        "train_images": len(train_images), "classes": classes, "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
+        "generated_dry_run_data": cfg.dry_run,
+    }
+    role = {
+        "standard": "standard training with augmentation",
+        "noise": f"trained on augmented images + Gaussian noise (std {cfg.noise_std:.4f}, clamped to [0, 1])",
+        "adversarial": f"adversarially trained ({cfg.adversarial_attack}, ε = {cfg.epsilon * 255:.0f}/255, {attack_steps} step(s) of α = {alpha * 255:.2f}/255)",
+    }[cfg.model]
+    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, role=role,
+                         validation_accuracy=round(final_validation, 4), finished=steps_done >= cfg.steps)
+    return registry.save(model, name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
+
+
+def _load_target(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
+    if cfg.dry_run and not registry.available(cfg.target, cfg.checkpoint_root):
+        return CifarResNet(ResNetConfig(depth=8)).to(device).eval()  # random stand-in: checks the code path only
+    return registry.load(cfg.target, root=cfg.checkpoint_root, device=device)
+
+
+def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float, targeted: bool) -> torch.Tensor:
+    """C&W loss (Carlini & Wagner 2017) as AdvGAN uses it: untargeted max(Z_y − max_{i≠y} Z_i, −κ); targeted swaps roles."""
+    one_hot = F.one_hot(labels, logits.shape[1]).bool()
+    chosen = logits[one_hot]  # (B,)
+    best_other = logits.masked_fill(one_hot, float("-inf")).amax(1)  # (B,)
+    gap = best_other - chosen if targeted else chosen - best_other
+    return gap.clamp(min=-margin).mean()
+
+
+def train_advgan(cfg: TrainConfig) -> Path:
+    name = checkpoint_name(cfg)
+    run_dir = Path(cfg.run_dir or f"runs/{SLUG}/{name}{'-dry-run' if cfg.dry_run else ''}")
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    images, labels, classes = _load_data(cfg)
+    train_images, train_labels, val_images, val_labels = _split(cfg, images, labels)
+    train_images, train_labels = train_images.to(device), train_labels.to(device)
+    target = _load_target(cfg, device)
+    for parameter in target.parameters():
+        parameter.requires_grad_(False)
+    if device.type == "cuda":
+        set_range_check(target, False)
+    generator = AdvGANGenerator(AdvGANGeneratorConfig(epsilon=cfg.epsilon)).to(device)
+    discriminator = AdvGANDiscriminator(AdvGANDiscriminatorConfig()).to(device)
+    adam = dict(lr=cfg.generator_learning_rate, betas=(0.5, 0.999))
+    g_optimizer = torch.optim.Adam(generator.parameters(), **adam)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
+    targeted = cfg.target_class >= 0
+
+    run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+    start = run.restore()
+    log = CSVLog(run_dir / "log.csv", resume_step=start)
+    steps_done = start
+    for step in progress(start, cfg.steps, name):
+        fraction = schedule_progress(step, cfg, run.elapsed())
+        if fraction >= 1:
+            break
+        for optimizer in (g_optimizer, d_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(fraction, cfg.generator_learning_rate, 0.0)
+        index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
+        x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
+        y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)
+        x_adv = generator.attack(x)
+
+        real, fake = discriminator(x), discriminator(x_adv.detach())  # (B, 1, 2, 2)
+        d_loss = F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_optimizer.step()
+
+        fake = discriminator(x_adv)
+        gan_loss = F.mse_loss(fake, torch.ones_like(fake))
+        perturbation = x_adv - x
+        hinge_loss = (perturbation.flatten(1).norm(dim=1) - cfg.hinge_bound).clamp(min=0).mean()
+        logits = target(x_adv)
+        adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted)
+        g_loss = adversarial_loss + cfg.gan_weight * gan_loss + cfg.hinge_weight * hinge_loss
+        g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_optimizer.step()
+
+        done = steps_done = step + 1
+        row = {}
+        if done % cfg.log_every == 0:
+            fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
+            row = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "adversarial_loss": adversarial_loss.item(), "gan_loss": gan_loss.item(),
+                   "hinge_loss": hinge_loss.item(), "l2": perturbation.flatten(1).norm(dim=1).mean().item(),
+                   "train_success_rate": fooled.float().mean().item(), "lr": g_optimizer.param_groups[0]["lr"]}
+        if done % cfg.eval_every == 0:
+            row["val_success_rate"] = success_rate(generator, target, val_images, val_labels, cfg.target_class)
+        if row:
+            log.write(step=done, epoch=round(done * cfg.batch_size / len(train_images), 2), **row)
+        if done % cfg.save_every == 0:
+            run.save(done)
+    run.save(steps_done)
+    validation = success_rate(generator, target, val_images, val_labels, cfg.target_class)
+    print(f"{name}: {steps_done} steps, validation success rate {validation:.4f} (correctly classified images)", file=sys.stderr)
+    data = {
+        "dataset": cfg.dataset, "split": f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})",
+        "train_images": len(train_images), "classes": classes, "target_model": cfg.target, "generated_dry_run_data": cfg.dry_run,
+    }
+    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.steps,
+                         role=f"AdvGAN generator against {cfg.target}, L∞ ≤ {cfg.epsilon * 255:.0f}/255, "
+                              + ("untargeted" if not targeted else f"targeted at class {cfg.target_class}"),
+                         validation_success_rate=round(validation, 4))
+    return registry.save(generator.cpu(), name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
+
+
+@torch.no_grad()
+def success_rate(generator, target, images: torch.Tensor, labels: torch.Tensor, target_class: int = -1, batch_size: int = 500) -> float:
+    """Share of the images the target classifies correctly that G's attack flips (or sends to `target_class`)."""
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    fooled = counted = 0
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device).float().div(255)
+        y = labels[start : start + batch_size].to(device)
+        correct = target(x).argmax(1) == y
+        prediction = target(generator.attack(x)).argmax(1)
+        hit = prediction == target_class if target_class >= 0 else prediction != y
+        fooled += (hit & correct).sum().item()
+        counted += correct.sum().item()
+    generator.train(was_training)
+    return fooled / max(counted, 1)
+
+
+def main(cfg: TrainConfig) -> Path:
+    if cfg.dry_run:
+        cfg = _tiny_config(cfg)
+    if cfg.model == "advgan":
+        return train_advgan(cfg)
+    return train_classifier(cfg)
+
+
+if __name__ == "__main__":
+    main(parse_config(TrainConfig, PRESETS))

@@ -1,0 +1,352 @@
+"""Train CycleGAN (apple ↔ orange or summer ↔ winter): two ResNet generators, two 70×70 PatchGANs.
+
+    python -m training.cyclegan --dataset apple2orange                 # CPU preset (~1 h on 2 cores)
+    python -m training.cyclegan --dataset summer2winter --preset report  # the report: 128 px, 20 epochs (GPU)
+    python -m training.cyclegan --preset paper                         # the paper: 256 px, 200 epochs (GPU, long)
+    python -m training.cyclegan --dry-run                              # a few steps on tiny generated data
+
+Objective (spec §2.3; official pytorch-CycleGAN): least-squares GAN losses, cycle L1 with λ = 10, identity L1
+with 0.5·λ = 5, one 50-image history pool per discriminator, Adam 2e-4 with β1 = 0.5 for G and D, batch 1;
+the learning rate is constant for the first half of the epochs and decays linearly to zero over the second half
+(the report trained 20 epochs with no decay; the paper 100 + 100). L1 terms are computed in the official
+[-1, 1] units so that λ means what it means there. An epoch is max(|A|, |B|) steps, as in the official loader.
+
+`--max-minutes M --fit-to-time` shrinks the schedule, after timing the first steps, to what fits in M minutes:
+constant and decay phases and snapshot points keep their proportions, and the card records the epochs actually
+trained. Early and middle generators are kept as int8 snapshots (default: epochs 1 and 10 of 20) for the app's
+progress slider. Writes checkpoint `cyclegan-<dataset>` (both generators, fp16) with the log and snapshots;
+then run `python -m evaluation.cyclegan --dataset <dataset>` to measure it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from models import registry
+from models.cyclegan import (
+    CycleGAN,
+    CycleGANConfig,
+    CycleGANDiscriminator,
+    CycleGANDiscriminatorConfig,
+    CycleGANGeneratorConfig,
+    save_snapshot,
+)
+from training.common import (
+    BaseTrainConfig,
+    CSVLog,
+    RunState,
+    batch_indices,
+    parse_config,
+    pick_device,
+    progress,
+    seed_everything,
+    training_card,
+)
+from training.data.cyclegan import dataset_info, load_split, random_crop_flip
+
+SLUG = "cyclegan"
+SNAPSHOT_LABELS = ("early", "middle")
+
+
+@dataclass
+class TrainConfig(BaseTrainConfig):
+    dataset: str = "apple2orange"  # apple2orange | summer2winter
+    image_size: int = 96  # training crop
+    load_size: int = 0  # images are resized to this before the random crop; 0 = image_size · 286/256 (official)
+    filters: int = 32  # generator width (official 64)
+    residual_blocks: int = 6
+    upsampling: str = "resize_conv"  # or "transposed" (the report's ConvTranspose2d)
+    discriminator_filters: int = 32
+    batch_size: int = 1
+    epochs: float = 4.0  # an epoch = max(|trainA|, |trainB|) images of each domain
+    decay_epochs: float = 2.0  # the last `decay_epochs` decay the learning rate linearly to 0
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    lambda_cycle: float = 10.0
+    identity_weight: float = 0.5  # identity loss weight as a fraction of lambda_cycle (0.5 → 5)
+    pool_size: int = 50
+    early_snapshot: float = 0.05  # fractions of the schedule at which int8 snapshots are kept (epochs 1 and 10 of 20)
+    middle_snapshot: float = 0.5
+    fit_to_time: bool = False  # with --max-minutes: shrink the schedule to what fits, after timing the first steps
+    calibration_steps: int = 300  # --fit-to-time: steps timed before the first fit (then re-fitted every 10×)
+    train_limit: int = 0  # 0 = every training image
+    log_every: int = 50
+    save_every: int = 500
+
+
+PRESETS = {
+    # ~1 h on 2 CPU cores (≈0.6 s per step at 96 px, 32 filters): 5 epochs of apple2orange ≈ 5,100 steps.
+    "cpu": TrainConfig(),
+    # The report's Table 2.1: 128 px, 20 epochs, batch 1, 64-filter ResNet-6 generator (+ our LR decay).
+    "report": TrainConfig(image_size=128, filters=64, discriminator_filters=64, epochs=20, decay_epochs=10, save_every=2000, log_every=100),
+    # The paper: 256 px, 200 epochs (100 constant + 100 decay), ResNet-9 generator.
+    "paper": TrainConfig(image_size=256, filters=64, residual_blocks=9, discriminator_filters=64, epochs=200, decay_epochs=100, save_every=5000, log_every=500),
+}
+
+
+class ImagePool:
+    """The 50-image history buffer (Shrivastava et al. 2017): D sees a mix of current and older fakes.
+
+    Until full, every fake is stored and returned; then, with p = 0.5, a fake is swapped with a random stored
+    one and the stored one is returned, else the fake itself is returned. Its own RNG makes resume exact.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand(1, generator=self.generator).item() < 0.5:
+                index = int(torch.randint(0, self.size, (1,), generator=self.generator))
+                out.append(self.images[index].clone())
+                self.images[index] = image.clone()
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+    def state_dict(self) -> dict:
+        images = torch.stack(self.images).cpu() if self.images else torch.empty(0)
+        return {"images": images, "rng": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self.images = [image.to(device) for image in state["images"]]
+        self.generator.set_state(state["rng"])
+
+
+class Schedule:
+    """Total steps and the learning-rate / snapshot plan; part of the run state because --fit-to-time changes it."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+        self.steps_per_epoch = steps_per_epoch
+        self.total = max(1, round(cfg.epochs * steps_per_epoch))
+        self.decay_fraction = min(cfg.decay_epochs / cfg.epochs, 1.0) if cfg.epochs else 0.0
+        self.snapshot_fractions = {"early": cfg.early_snapshot, "middle": cfg.middle_snapshot}
+        self.fitted = False
+        self.snapshots_taken: list[str] = []
+
+    def learning_rate_factor(self, step: int) -> float:
+        """1 for the constant phase, then linear to ~0 at the last step (official `lambda_rule`, per step)."""
+        decay_steps = round(self.total * self.decay_fraction)
+        constant_steps = self.total - decay_steps
+        return 1.0 - max(0, step - constant_steps) / (decay_steps + 1)
+
+    def snapshot_steps(self) -> dict[str, int]:
+        return {label: max(1, round(fraction * self.total)) for label, fraction in self.snapshot_fractions.items()}
+
+    def fit(self, done: int, steps_per_second: float, seconds_left: float) -> None:
+        """Shrink (never grow) the total to the steps that fit in `seconds_left` at the measured rate."""
+        fitting = done + int(steps_per_second * seconds_left)
+        if fitting < self.total:
+            print(f"--fit-to-time: {self.total} steps do not fit; training {fitting} ({fitting / self.steps_per_epoch:.1f} epochs)", file=sys.stderr)
+            self.total, self.fitted = max(fitting, done + 1), True
+
+    def state_dict(self) -> dict:
+        return {"total": self.total, "fitted": self.fitted, "snapshots_taken": list(self.snapshots_taken)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.fitted = int(state["total"]), bool(state["fitted"])
+        self.snapshots_taken = list(state["snapshots_taken"])
+
+
+def _tiny_config(cfg: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(
+        cfg, image_size=32, load_size=36, filters=4, residual_blocks=1, discriminator_filters=4, epochs=2.0,
+        decay_epochs=1.0, pool_size=3, log_every=1, save_every=2, calibration_steps=2,
+    )
+
+
+def _load_data(cfg: TrainConfig, load_size: int) -> dict[str, torch.Tensor]:
+    """uint8 (N, 3, load_size, load_size) per domain."""
+    if cfg.dry_run:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        return {domain: torch.randint(0, 256, (count, 3, load_size, load_size), generator=generator, dtype=torch.uint8) for domain, count in (("A", 5), ("B", 4))}
+    limit = cfg.train_limit or None
+    return {domain: load_split(cfg.dataset, f"train{domain}", cfg.data_root, size=load_size, limit=limit) for domain in ("A", "B")}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class LossMeans:
+    """Per-interval means of the logged losses (the curves are smoothed per log interval)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():  # summed on the device: no GPU sync per step
+            self.sums[key] = self.sums[key] + value.detach() if key in self.sums else value.detach().clone()
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        means = {key: float(value) / max(self.count, 1) for key, value in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+def _l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 2 * F.l1_loss(prediction, target)  # [0, 1] images; ×2 = the official [-1, 1] units
+
+
+def _lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.mse_loss(scores, torch.full_like(scores, 1.0 if real else 0.0))
+
+
+def main(cfg: TrainConfig) -> Path:
+    started = time.monotonic()
+    info = dataset_info(cfg.dataset)
+    if cfg.dry_run:
+        cfg = _tiny_config(cfg)
+    run_dir = Path(cfg.run_dir or f"runs/{SLUG}-{cfg.dataset}{'-dry-run' if cfg.dry_run else ''}")
+    checkpoint_root = run_dir / "checkpoints" if cfg.dry_run and cfg.checkpoint_root == "checkpoints" else Path(cfg.checkpoint_root)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    load_size = cfg.load_size or round(cfg.image_size * 286 / 256)
+    data = {domain: images.to(device) for domain, images in _load_data(cfg, load_size).items()}
+    num_a, num_b = len(data["A"]), len(data["B"])
+    schedule = Schedule(cfg, steps_per_epoch=max(num_a, num_b) // cfg.batch_size)
+
+    generator_config = CycleGANGeneratorConfig(filters=cfg.filters, residual_blocks=cfg.residual_blocks, upsampling=cfg.upsampling, image_size=cfg.image_size)
+    model = CycleGAN(CycleGANConfig(generator=generator_config, dataset=info.name, domain_a=info.domain_a, domain_b=info.domain_b)).to(device)
+    discriminator_config = CycleGANDiscriminatorConfig(filters=cfg.discriminator_filters)
+    d_a, d_b = CycleGANDiscriminator(discriminator_config).to(device), CycleGANDiscriminator(discriminator_config).to(device)
+    adam = dict(lr=cfg.learning_rate, betas=(cfg.beta1, 0.999), **({"fused": True} if device.type == "cuda" else {}))
+    g_optimizer = torch.optim.Adam(model.parameters(), **adam)
+    d_optimizer = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], **adam)
+    pool_a, pool_b = ImagePool(cfg.pool_size, cfg.seed + 11), ImagePool(cfg.pool_size, cfg.seed + 12)
+    run = RunState(run_dir, model=model, d_a=d_a, d_b=d_b, g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                   pool_a=pool_a, pool_b=pool_b, schedule=schedule)
+    start = run.restore()
+    for pool in (pool_a, pool_b):
+        pool.images = [image.to(device) for image in pool.images]
+    log = CSVLog(run_dir / "log.csv", resume_step=start)
+    deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    lambda_identity = cfg.lambda_cycle * cfg.identity_weight
+    means = LossMeans()
+    timer, window = None, cfg.calibration_steps
+
+    steps_done = start
+    bar = progress(start, schedule.total, f"{SLUG}-{cfg.dataset}")
+    step = start
+    while step < schedule.total:
+        factor = schedule.learning_rate_factor(step)
+        for optimizer in (g_optimizer, d_optimizer):
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * factor
+        augment = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # crops and flips: a function of the step
+        real_a = random_crop_flip(data["A"][batch_indices(num_a, cfg.batch_size, step, cfg.seed)], cfg.image_size, augment)  # (B, 3, S, S)
+        real_b = random_crop_flip(data["B"][batch_indices(num_b, cfg.batch_size, step, cfg.seed + 1)], cfg.image_size, augment)
+        real_a, real_b, batch = real_a.to(device), real_b.to(device), real_a.shape[0]
+
+        # Generators. Each generator runs once on its source images and the identity images together
+        # (instance norm is per image, so batching them is exact and halves the kernel launches).
+        for parameter in [*d_a.parameters(), *d_b.parameters()]:
+            parameter.requires_grad_(False)
+        fake_b, same_b = model.g_ab(torch.cat([real_a, real_b])).split(batch)  # G_AB(a), G_AB(b) ≈ b
+        fake_a, same_a = model.g_ba(torch.cat([real_b, real_a])).split(batch)  # G_BA(b), G_BA(a) ≈ a
+        rec_a, rec_b = model.g_ba(fake_b), model.g_ab(fake_a)  # (B, 3, S, S) each
+        losses = {
+            "g_ab": _lsgan(d_b(fake_b), True), "g_ba": _lsgan(d_a(fake_a), True),
+            "cycle_a": _l1(rec_a, real_a), "cycle_b": _l1(rec_b, real_b),
+            "identity_a": _l1(same_a, real_a), "identity_b": _l1(same_b, real_b),
+        }
+        g_loss = losses["g_ab"] + losses["g_ba"] + cfg.lambda_cycle * (losses["cycle_a"] + losses["cycle_b"]) \
+            + lambda_identity * (losses["identity_a"] + losses["identity_b"])
+        g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_optimizer.step()
+
+        # Discriminators, on real images and fakes from the history pools.
+        for parameter in [*d_a.parameters(), *d_b.parameters()]:
+            parameter.requires_grad_(True)
+        real_scores_a, fake_scores_a = d_a(torch.cat([real_a, pool_a.query(fake_a)])).split(batch)
+        real_scores_b, fake_scores_b = d_b(torch.cat([real_b, pool_b.query(fake_b)])).split(batch)
+        losses["d_a"] = 0.5 * (_lsgan(real_scores_a, True) + _lsgan(fake_scores_a, False))
+        losses["d_b"] = 0.5 * (_lsgan(real_scores_b, True) + _lsgan(fake_scores_b, False))
+        d_optimizer.zero_grad(set_to_none=True)
+        (losses["d_a"] + losses["d_b"]).backward()
+        d_optimizer.step()
+        losses["g_total"] = g_loss
+        means.add(losses)
+
+        step = done = steps_done = step + 1
+        bar.update(1)
+        if cfg.fit_to_time and cfg.max_minutes:
+            now = time.monotonic()
+            if timer is None and done - start == max(cfg.calibration_steps // 10, 1):
+                timer = (done, now)  # the first steps (cuDNN autotuning, warm-up) are not timed
+            elif timer is not None and done - timer[0] >= window:
+                schedule.fit(done, 0.95 * (done - timer[0]) / (now - timer[1]), deadline - now - 15)  # 15 s to save
+                timer, window = (done, now), 10 * cfg.calibration_steps  # re-check later over a longer window
+                bar.total = schedule.total
+        for label, snapshot_step in schedule.snapshot_steps().items():
+            if done >= snapshot_step and label not in schedule.snapshots_taken:
+                save_snapshot(model, run_dir / f"snapshot-{label}.safetensors", step=done, epoch=round(done / schedule.steps_per_epoch, 2))
+                schedule.snapshots_taken.append(label)
+        if done % cfg.log_every == 0 or done == schedule.total:
+            log.write(step=done, epoch=done / schedule.steps_per_epoch, lr=cfg.learning_rate * factor, **means.pop())
+        if done % cfg.save_every == 0 or done == schedule.total:
+            run.save(done)
+        if time.monotonic() > deadline and done < schedule.total:
+            run.save(done)
+            print(f"stopped at step {done}/{schedule.total}: --max-minutes {cfg.max_minutes} reached; rerun to continue", file=sys.stderr)
+            break
+    bar.close()
+    return _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b)
+
+
+def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b) -> Path:
+    info = dataset_info(cfg.dataset)
+    extra = {"log.csv": run_dir / "log.csv"}
+    snapshots = {}
+    for label in SNAPSHOT_LABELS:
+        path = run_dir / f"snapshot-{label}.safetensors"
+        if path.exists():
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as handle:
+                metadata = handle.metadata()
+            extra[path.name] = path
+            snapshots[label] = {"file": path.name, "step": int(metadata["step"]), "epoch": float(metadata["epoch"]), "sha256": _sha256(path), "dtype": "int8 + fp16 scales"}
+    data = {
+        "dataset": f"{info.folder} (CycleGAN release layout)",
+        "train": f"trainA: {num_a} {info.domain_a} images, trainB: {num_b} {info.domain_b} images",
+        "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
+        "preprocessing": f"resize to {cfg.load_size or round(cfg.image_size * 286 / 256)} px, random {cfg.image_size} px crop, horizontal flip",
+        "generated_dry_run_data": cfg.dry_run,
+    }
+    card = training_card(
+        cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data,
+        epochs_trained=round(steps_done / schedule.steps_per_epoch, 2),
+        schedule={"planned_epochs": cfg.epochs, "planned_steps": round(cfg.epochs * schedule.steps_per_epoch), "total_steps": schedule.total,
+                  "fitted_to_time": schedule.fitted, "decay_fraction": schedule.decay_fraction},
+        finished=steps_done >= schedule.total,
+        snapshots=snapshots,
+        role=f"both generators: G_AB {info.domain_a} → {info.domain_b}, G_BA {info.domain_b} → {info.domain_a}",
+    )
+    return registry.save(model.cpu(), f"{SLUG}-{cfg.dataset}", root=checkpoint_root, half=True, extra_files=extra, card=card)
+
+
+if __name__ == "__main__":
+    main(parse_config(TrainConfig, PRESETS))
