@@ -1,10 +1,11 @@
 """Latency of the attacks tab on this CPU, through the tab's own functions (one image, as a user runs it).
 
-    python -m benchmarks.attacks             # median of 5 runs each, 2 threads
-    python -m benchmarks.attacks --runs 10 --threads 1
+    python -m benchmarks.attacks             # median of 5 runs each
+    python -m benchmarks.attacks --runs 10
 
 Targets (issue 4): FGSM on a CIFAR image ≤ 50 ms, PGD-10 ≤ 300 ms, Grad-CAM ≤ 300 ms, PGD-10 on a 224 px photo
-with EfficientNet-Lite0 ≤ 3 s. Latency does not depend on the weights, so a missing checkpoint is replaced by a
+with EfficientNet-Lite0 ≤ 3 s. The tab runs attacks on one intra-op thread (see demos/attacks.one_thread), so
+this does too. Latency does not depend on the weights, so a missing checkpoint is replaced by a
 freshly initialised ResNet-20 (and said so).
 """
 
@@ -38,9 +39,7 @@ def _median_seconds(function, runs: int) -> float:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     name = "attacks-resnet20-standard"
     if registry.available(name):
         cifar_model, note = demo.load_model(name), f"weights: {name}"
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if generator is not None:
         cases["AdvGAN, CIFAR-10 ResNet-20"] = lambda: demo.attack_image(name, cifar_model, cifar_image, advgan, generator)
     results = {case: _median_seconds(function, args.runs) for case, function in cases.items()}
-    print(f"attacks tab latency, median of {args.runs} runs, {torch.get_num_threads()} threads ({note}); "
+    print(f"attacks tab latency, median of {args.runs} runs, one thread ({note}); "
           "the attack timings include the model's clean and final forward passes")
     print(f"| case | ms | target ms |\n|---|---|---|")
     for case, seconds in results.items():

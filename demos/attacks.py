@@ -7,6 +7,7 @@ course reports in ../shared/specs/attacks-captioning.md (part 1) and trivae-advg
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import time
@@ -94,6 +95,19 @@ def enlarge(array: np.ndarray) -> np.ndarray:
     if image.width < DISPLAY_SIZE:
         image = image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
     return np.asarray(image)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Attacks run on one intra-op thread. Measured here (benchmarks/attacks.py, 2 cores shared with other work):
+    PGD-10 on a 224 px photo takes ~1 s on one thread and 5-9 s on two, whose OpenMP barriers stall whenever another
+    process holds a core; 32 px tensors gain nothing from a second thread in any case."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class _ChannelsLast(torch.autograd.Function):
@@ -194,6 +208,11 @@ def perturbation_metrics(original: np.ndarray, adversarial: np.ndarray) -> dict[
 def attack_image(name: str, model: nn.Module, image: Image.Image, settings: AttackSettings, generator: nn.Module | None = None,
                  progress: Callable[[float], None] | None = None) -> AttackResult:
     """Attack one image. Untargeted attacks try to change the model's own prediction on the original image."""
+    with one_thread():
+        return _attack_image(name, model, image, settings, generator, progress)
+
+
+def _attack_image(name, model, image, settings, generator, progress) -> AttackResult:
     names = class_names(name)
     size = IMAGENET_SIZE if name == "imagenet" else 32
     if name == "imagenet" and settings.attack == "DeepFool":
@@ -242,10 +261,11 @@ def grad_cam(name: str, model: nn.Module, x: torch.Tensor, method: str) -> np.nd
     """Class-activation map of the model's own top class on `x` (1, 3, H, W), overlaid on the image."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)}")
-    with torch.no_grad():
-        predicted = int(model(x).argmax(1))
-    with CAM_METHODS[method](model=model, target_layers=[cam_layer(name, model)]) as cam:
-        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
+    with one_thread():
+        with torch.no_grad():
+            predicted = int(model(x).argmax(1))
+        with CAM_METHODS[method](model=model, target_layers=[cam_layer(name, model)]) as cam:
+            heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
     image = to_numpy(x)
     if image.shape[0] < DISPLAY_SIZE:  # upsample before overlaying so the map is smooth and the pixels visible
         image = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)) / 255
@@ -334,6 +354,19 @@ def accuracy_plot():
     return figure
 
 
+class UploadedImage(gr.Image):
+    """A gr.Image whose upload reaches the adapter as a file path, undecoded. Gradio's own preprocessing opens it
+    with PIL first and answers a corrupt or non-image file with a bare stack trace; `read_image` answers with a
+    sentence instead."""
+
+    def preprocess(self, payload):
+        return None if payload is None else str(payload.path)
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"  # the browser renders the ordinary image component
+
+
 # ----- adapters (the only place with gr.Error) and layout ----------------------------------------------------------
 
 def _settings(attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, names) -> AttackSettings:
@@ -384,7 +417,7 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = gr.Dropdown(list(CLASSIFIERS), value=next(iter(CLASSIFIERS)), label="model")
-            image = gr.Image(type="filepath", label="image", sources=["upload", "clipboard"], height=220)
+            image = UploadedImage(type="filepath", label="image", sources=["upload", "clipboard"], height=220)
             gr.Examples([[str(path)] for path in sorted(ASSETS.glob("*.*"))], inputs=[image], label="CIFAR-10 test images and two photos")
         with gr.Column(scale=1):
             attack = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")

@@ -54,10 +54,18 @@ REPORT_OBSERVATIONS = {
 }
 
 
-def direction_choices(dataset: str) -> dict[str, str]:
-    """{label: 'a2b' | 'b2a'}, e.g. {'apple → orange': 'a2b', 'orange → apple': 'b2a'}."""
+DIRECTIONS = ("a2b", "b2a")
+
+
+def direction_choices(dataset: str) -> list[tuple[str, str]]:
+    """[(label, value)], e.g. [('apple → orange', 'a2b'), ('orange → apple', 'b2a')]: the values stay the same across
+    datasets, so switching the dataset only relabels the direction radio."""
     info = DATASETS[dataset]
-    return {f"{info.domain_a} → {info.domain_b}": "a2b", f"{info.domain_b} → {info.domain_a}": "b2a"}
+    return [(f"{info.domain_a} → {info.domain_b}", "a2b"), (f"{info.domain_b} → {info.domain_a}", "b2a")]
+
+
+def direction_label(dataset: str, direction: str) -> str:
+    return dict((value, label) for label, value in direction_choices(dataset))[direction]
 
 
 @functools.cache
@@ -176,7 +184,7 @@ def measurements_markdown(dataset: str) -> str:
     info = DATASETS[dataset]
     a, b = info.domain_a, info.domain_b
     rows = []
-    if "orange_share_a2b" in metrics:
+    if "judge_a2b" in report:
         rows.append((f"test {a}s judged 'orange' after translation (EfficientNet-Lite0 top-1)", report["judge_a2b"],
                      f"**{_share(metrics, 'orange_share_a2b')}** (untranslated {_share(metrics, 'orange_share_untranslated')}, real oranges {_share(metrics, 'orange_share_real_b')}; "
                      f"early {_share(metrics, 'early_orange_share_a2b')}, middle {_share(metrics, 'middle_orange_share_a2b')})"))
@@ -207,22 +215,21 @@ def loss_plot(dataset: str):
 def example_rows() -> list[list]:
     """[image path, dataset, direction label] for every shipped example (test-split images)."""
     rows = []
-    for dataset in DATASETS:
-        labels = {DATASETS[dataset].domain_a: list(direction_choices(dataset))[0], DATASETS[dataset].domain_b: list(direction_choices(dataset))[1]}
+    for dataset, info in DATASETS.items():
+        directions = {info.domain_a: "a2b", info.domain_b: "b2a"}  # files are named <domain>_<source name>.jpg
         for path in sorted((ASSETS / dataset).glob("*.jpg")):
-            rows.append([str(path), dataset, labels[path.name.split("_")[0]]])
+            rows.append([str(path), dataset, directions[path.name.split("_")[0]]])
     return rows
 
 
-def _translate(image, dataset, direction_label, resolution, progress_stage, noise):
+def _translate(image, dataset, direction, resolution, progress_stage, noise):
     """Adapter: the only place that turns problems into messages for the user."""
     if image is None:
         raise gr.Error("Upload an image or pick an example below.")
     if dataset not in DATASETS:
         raise gr.Error(f"Choose a dataset: {', '.join(DATASETS)}.")
-    directions = direction_choices(dataset)
-    if direction_label not in directions:
-        raise gr.Error(f"Choose a direction for {dataset}: {', '.join(directions)}.")
+    if direction not in DIRECTIONS:
+        raise gr.Error(f"Choose a direction: 'a2b' ({direction_label(dataset, 'a2b')}) or 'b2a' ({direction_label(dataset, 'b2a')}).")
     try:
         picture = read_image(image)
     except UploadError as error:
@@ -232,9 +239,9 @@ def _translate(image, dataset, direction_label, resolution, progress_stage, nois
         model = load_model(dataset, stage)
     except registry.CheckpointError as error:
         raise gr.Error(str(error)) from error
-    result = translate(model, picture, directions[direction_label], int(resolution), float(noise))
+    result = translate(model, picture, direction, int(resolution), float(noise))
     summary = (
-        f"**{direction_label}**, {stage_label(dataset, stage)} generators, at {result.input.width}×{result.input.height} px. "
+        f"**{direction_label(dataset, direction)}**, {stage_label(dataset, stage)} generators, at {result.input.width}×{result.input.height} px. "
         f"Change |G(x) − x| = {result.change_l1:.3f}; cycle error |F(G(x)) − x| = {result.cycle_l1:.3f}"
         + (f" (with noise σ = {noise:g} on G(x))" if noise > 0 else "")
         + f"; identity |F(x) − x| = {result.identity_l1:.3f}. Error map: black 0, yellow ≥ {ERROR_MAP_MAX}."
@@ -242,10 +249,9 @@ def _translate(image, dataset, direction_label, resolution, progress_stage, nois
     return result.input, result.translated, result.reconstruction, result.identity, result.error_map, summary
 
 
-def _dataset_changed(dataset, direction_label, progress_stage):
-    directions = list(direction_choices(dataset))
-    value = direction_label if direction_label in directions else directions[0]  # an example sets both at once
-    return gr.update(choices=directions, value=value), measurements_markdown(dataset), loss_plot(dataset), _stage_text(dataset, progress_stage)
+def _dataset_changed(dataset, progress_stage):
+    # Only relabel the direction: an example sets dataset and direction together, and its direction must survive.
+    return gr.update(choices=direction_choices(dataset)), measurements_markdown(dataset), loss_plot(dataset), _stage_text(dataset, progress_stage)
 
 
 def _stage_text(dataset, progress_stage) -> str:
@@ -264,9 +270,11 @@ def build() -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(label="input photo", type="filepath", sources=["upload", "clipboard"], height=256)
+            # gr.File, not gr.Image: gr.Image decodes uploads itself, so a corrupt file would fail inside Gradio with a
+            # generic error before read_image could explain it.
+            image = gr.File(label="input photo (any size; PNG, JPEG, WebP, BMP, TIFF, GIF)", file_types=["image"], type="filepath", height=120)
             dataset = gr.Radio(list(DATASETS), value=first, label="dataset")
-            direction = gr.Radio(list(direction_choices(first)), value=list(direction_choices(first))[0], label="direction")
+            direction = gr.Radio(direction_choices(first), value="a2b", label="direction")
             resolution = gr.Radio(list(RESOLUTIONS), value=RESOLUTIONS[0], label="model resolution (short side, px)")
             progress_stage = gr.Slider(0, len(STAGES) - 1, value=len(STAGES) - 1, step=1, label="training progress (early → middle → final)")
             stage_text = gr.Markdown(_stage_text(first, len(STAGES) - 1))
@@ -281,7 +289,11 @@ def build() -> None:
                 identity = gr.Image(label="identity F(x) (should equal x)", interactive=False)
                 errors = gr.Image(label="cycle error |F(G(x)) − x|", interactive=False)
             summary = gr.Markdown()
-    gr.Examples(example_rows(), inputs=[image, dataset, direction], label="test-split examples (apple2orange, summer2winter)", examples_per_page=16)
+    rows = example_rows()
+    gr.Examples(
+        rows, inputs=[image, dataset, direction], label="test-split examples (click one, then Translate)", examples_per_page=16,
+        example_labels=[f"{direction_label(dataset_name, way)}: {Path(path).stem.split('_', 1)[1]}" for path, dataset_name, way in rows],
+    )
     with gr.Accordion("Training and measurements", open=True):
         measurements = gr.Markdown(measurements_markdown(first))
         curves = gr.Plot(loss_plot(first), label="training losses (per-interval means)")
@@ -289,7 +301,7 @@ def build() -> None:
 
     inputs = [image, dataset, direction, resolution, progress_stage, noise]
     button.click(_translate, inputs, [seen, translated, reconstruction, identity, errors, summary], api_name="cyclegan")
-    dataset.change(_dataset_changed, [dataset, direction, progress_stage], [direction, measurements, curves, stage_text], api_visibility="private")
+    dataset.change(_dataset_changed, [dataset, progress_stage], [direction, measurements, curves, stage_text], api_visibility="private")
     progress_stage.change(_stage_text, [dataset, progress_stage], stage_text, api_visibility="private")
 
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from demos.cards import card_summary, comparison_table, plot_curves
-from demos.uploads import ImageUpload, UploadError, read_image
+from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from training.data.digits import mnist_to_rgb32
 
@@ -67,7 +67,7 @@ def to_mnist_digit(image: Image.Image) -> torch.Tensor:
     square = np.zeros((side, side), dtype=np.float32)
     square[(side - height) // 2 : (side - height) // 2 + height, (side - width) // 2 : (side - width) // 2 + width] = gray
     small = Image.fromarray(square.astype(np.uint8)).resize((28, 28), Image.Resampling.BILINEAR)
-    return mnist_to_rgb32(torch.from_numpy(np.asarray(small)).unsqueeze(0))
+    return mnist_to_rgb32(torch.from_numpy(np.array(small)).unsqueeze(0))
 
 
 def _to_uint8(images: torch.Tensor) -> list[np.ndarray]:
@@ -185,7 +185,7 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=1):
             with gr.Tab("Upload or pick"):
-                upload = ImageUpload(label="Digit image (any size or format)", sources=["upload", "clipboard"], height=220)
+                upload = image_upload(label="Digit image (any size or format)", sources=["upload", "clipboard"], height=220)
                 gr.Examples(examples=sorted(str(p) for p in ASSETS.glob("mnist_test_*.png")), inputs=upload, label="MNIST test digits")
                 upload_button = gr.Button("Translate", variant="primary")
             with gr.Tab("Draw"):
@@ -197,7 +197,7 @@ def build() -> None:
             with gr.Row():
                 digit = gr.Image(label="Input as the models see it (32×32)", height=160)
                 real = gr.Image(label="Real MNIST-M, same index (test digits only)", height=160)
-            translations = gr.Gallery(label="PixelDA translations", columns=4, height=180)
+            translations = gr.Gallery(label="PixelDA translations", columns=4, height=200, object_fit="contain")
             with gr.Row():
                 source_label = gr.Label(num_top_classes=3, label="Source-only classifier on the first translation")
                 adapted_label = gr.Label(num_top_classes=3, label="Adapted classifier on the first translation")

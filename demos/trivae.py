@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import numpy as np
 import torch
 from matplotlib import colormaps
+from PIL import Image
 
 from demos import cards
 from demos.uploads import UploadError, read_image
@@ -41,9 +42,12 @@ CITATION = (
 )
 
 
+@functools.cache
 def examples() -> list[tuple[str, str]]:
     """(image path, mask path) of the bundled slices: LGG test-patient slices and BraTS 2021 slices."""
-    images = sorted(p for p in ASSETS.glob("*.png") if not p.stem.endswith("_mask"))
+    images = [p for p in ASSETS.glob("*.png") if not p.stem.endswith("_mask")]
+    tumour = lambda p: np.asarray(Image.open(p.with_name(p.stem + "_mask.png"))).any()  # noqa: E731
+    images.sort(key=lambda p: (not tumour(p), not p.name.startswith("lgg"), p.name))  # LGG tumours, BraTS, healthy
     return [(str(p), str(p.with_name(p.stem + "_mask.png"))) for p in images]
 
 

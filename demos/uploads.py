@@ -94,17 +94,19 @@ def read_image(source, mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> Image
 
 
 
-class ImageUpload(gr.Image):
-    """A gr.Image that hands the uploaded file to the demo undecoded. Gradio's own preprocessing opens it with PIL
-    first and answers corrupt, empty or enormous files with a generic "Error"; this way every upload reaches
-    `read_image` and gets its clear message. Looks and behaves like gr.Image in the browser."""
+class _RawImage(gr.Image):
+    """A gr.Image whose server side hands the uploaded file to the demo undecoded. (Gradio's own preprocessing
+    opens it with PIL first and answers corrupt, empty or enormous files with a generic "Error".) No __init__ of
+    its own: Gradio reads the component's props from the constructor's signature."""
 
-    is_template = True  # the frontend renders the parent's ("image") component
-
-    def __init__(self, **kwargs):
-        super().__init__(type="filepath", image_mode=None, **kwargs)
+    is_template = True  # the browser renders the parent's ("image") component
 
     def preprocess(self, payload):
         if payload is None or (payload.url or "").startswith("data:"):
             return super().preprocess(payload)  # webcam / clipboard data URLs: small, made by the browser
         return payload.path
+
+
+def image_upload(**kwargs) -> gr.Image:
+    """An image input that looks like gr.Image and gives the demo a file path for `read_image` to check."""
+    return _RawImage(type="filepath", image_mode=None, **kwargs)

@@ -112,3 +112,21 @@ class ImageUpload(gr.Image):
     if TYPE_CHECKING:
         from gradio.components import Timer
         from gradio.components.base import Component
+class _RawImage(gr.Image):
+    """A gr.Image whose server side hands the uploaded file to the demo undecoded. (Gradio's own preprocessing
+    opens it with PIL first and answers corrupt, empty or enormous files with a generic "Error".) No __init__ of
+    its own: Gradio reads the component's props from the constructor's signature."""
+
+    is_template = True  # the browser renders the parent's ("image") component
+
+    def preprocess(self, payload):
+        if payload is None or (payload.url or "").startswith("data:"):
+            return super().preprocess(payload)  # webcam / clipboard data URLs: small, made by the browser
+        return payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+    

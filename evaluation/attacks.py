@@ -4,7 +4,7 @@
     python -m evaluation.attacks --checkpoints attacks-resnet20-standard --per-class 100 --device cpu
 
 Classifiers (`attacks-resnet20-standard|noise|adversarial`, any `attacks-*` classifier):
-- clean accuracy on the CIFAR-10 test split (10,000 images);
+- clean accuracy on the CIFAR-10 test split (10,000 images), and on the same images + N(0, 0.05) noise;
 - accuracy under FGSM and PGD-10 (α = ε/4, random start) at ε ∈ {1, 2, 4, 8}/255, through torchattacks, in
   [0, 1] pixel space (the models normalise inside: the report attacked normalised tensors);
 - AutoAttack (standard version, L∞, 8/255) on 1,000 test images (100 per class) for the adversarially trained model.
@@ -57,6 +57,17 @@ def attacked_accuracy(model, attack, images, labels, batch_size: int, device) ->
     return correct / len(images)
 
 
+@torch.no_grad()
+def noisy_accuracy(model, images, labels, std: float, batch_size: int, device, seed: int = 0) -> float:
+    """Accuracy on test images + N(0, std²), clamped to [0, 1]: the "test noisy" half of the spec's 2×2 grid."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    correct = 0
+    for x, y in _batches(images, labels, batch_size, device):
+        noisy = (x + std * torch.randn(x.shape, generator=generator, device=device)).clamp(0, 1)
+        correct += (model(noisy).argmax(1) == y).sum().item()
+    return correct / len(images)
+
+
 def stratified_subset(labels: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of `count` images, the same number from each class, interleaved (the test split is sorted by class),
     so a time-limited AutoAttack that stops early still sees every class."""
@@ -89,6 +100,8 @@ def evaluate_classifier(name: str, images, labels, args, device) -> dict:
         set_range_check(model, False)  # torchattacks checks the [0, 1] range itself; the model's check syncs the GPU
     metrics = {"test_images": len(images), "clean_accuracy": attacked_accuracy(model, None, images, labels, args.batch_size, device)}
     print(f"{name}: clean {metrics['clean_accuracy']:.4f}", file=sys.stderr)
+    metrics["noisy_test_accuracy"] = noisy_accuracy(model, images, labels, args.noise_std, args.batch_size, device)
+    metrics["noisy_test_std"] = args.noise_std
     metrics["fgsm_accuracy"], metrics["pgd10_accuracy"] = {}, {}
     for epsilon in args.epsilons:
         fgsm = torchattacks.FGSM(model, eps=epsilon / 255)
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--autoattack-images", type=int, default=1000, help="0 skips AutoAttack")
     parser.add_argument("--autoattack-seconds", type=float, default=0, help="stop AutoAttack early after this long (0 = no limit)")
     parser.add_argument("--timing-images", type=int, default=256)
+    parser.add_argument("--noise-std", type=float, default=math.sqrt(0.05), help="noise of the noisy-test accuracy (the report's variance 0.05)")
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     torch.manual_seed(0)

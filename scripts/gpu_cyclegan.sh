@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to an empty output folder}"
+export PYTHONUNBUFFERED=1
 PYTHON="${PYTHON:-python3}"
 MINUTES="${CYCLEGAN_MINUTES:-6.3}"
 CHECKPOINTS=checkpoints

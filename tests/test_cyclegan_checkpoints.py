@@ -39,6 +39,7 @@ def two_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.checkpoint
 def test_translated_apples_stay_judged_orange():
     metrics = _card_metrics("apple2orange")
     if f"orange_share_a2b_first{SLICE}" not in metrics:
@@ -55,6 +56,7 @@ def test_translated_apples_stay_judged_orange():
     assert share > evaluation.share_in(untranslated, evaluation.ORANGE_CLASSES) + 0.2  # the translation is what makes them oranges
 
 
+@pytest.mark.checkpoint
 @pytest.mark.parametrize("dataset", ["apple2orange", "summer2winter"])
 def test_cycle_error_matches_the_card(dataset):
     metrics = _card_metrics(dataset)

@@ -292,7 +292,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
     model = set_range_check(model.to("cpu", memory_format=torch.contiguous_format).float(), True)
     data = {
         "dataset": cfg.dataset, "split": f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})",
-        "train_images": len(train_images), "classes": classes, "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
+        "train_images": len(train_images), "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
         "generated_dry_run_data": cfg.dry_run,
     }
     role = {
@@ -300,7 +300,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
         "noise": f"trained on augmented images + Gaussian noise (std {cfg.noise_std:.4f}, clamped to [0, 1])",
         "adversarial": f"adversarially trained ({cfg.adversarial_attack}, ε = {cfg.epsilon * 255:.0f}/255, {attack_steps} step(s) of α = {alpha * 255:.2f}/255)",
     }[cfg.model]
-    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, role=role,
+    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, role=role, classes=classes,
                          validation_accuracy=round(final_validation, 4), finished=steps_done >= cfg.steps)
     return registry.save(model, name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
 
@@ -391,9 +391,9 @@ def train_advgan(cfg: TrainConfig) -> Path:
     print(f"{name}: {steps_done} steps, validation success rate {validation:.4f} (correctly classified images)", file=sys.stderr)
     data = {
         "dataset": cfg.dataset, "split": f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})",
-        "train_images": len(train_images), "classes": classes, "target_model": cfg.target, "generated_dry_run_data": cfg.dry_run,
+        "train_images": len(train_images), "target_model": cfg.target, "generated_dry_run_data": cfg.dry_run,
     }
-    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.steps,
+    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.steps, classes=classes,
                          role=f"AdvGAN generator against {cfg.target}, L∞ ≤ {cfg.epsilon * 255:.0f}/255, "
                               + ("untargeted" if not targeted else f"targeted at class {cfg.target_class}"),
                          validation_success_rate=round(validation, 4))

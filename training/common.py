@@ -173,12 +173,17 @@ class CSVLog:
 
 
 def read_log(path: str | Path) -> dict[str, np.ndarray]:
-    """A training log as columns of floats (for plots)."""
+    """A training log as columns: floats (NaN where a row has no value), or strings for text columns."""
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    if not rows:
-        return {}
-    return {key: np.array([float(row[key]) if row[key] not in ("", None) else np.nan for row in rows]) for key in rows[0]}
+    columns = {}
+    for key in rows[0] if rows else []:
+        values = [row[key] for row in rows]
+        try:
+            columns[key] = np.array([float(value) if value not in ("", None) else np.nan for value in values])
+        except ValueError:
+            columns[key] = np.array(values)
+    return columns
 
 
 def progress(start: int, total: int, description: str):
@@ -193,9 +198,10 @@ def hardware() -> str:
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5).stdout.strip() or None
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
+    return commit if len(commit) == 40 else None  # a copied tree without .git (the GPU machine) has none
 
 
 def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict, **extra) -> dict:

