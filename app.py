@@ -28,12 +28,22 @@ def _missing(module) -> list[str]:
     return [name for name in module.CHECKPOINTS if not registry.available(name)]
 
 
+def _headline(module) -> str:
+    """'ready', plus the tab's key measured numbers when it offers them (`headline()` reads its cards)."""
+    if not hasattr(module, "headline"):
+        return "ready"
+    try:
+        return f"ready: {module.headline()}"
+    except (registry.CheckpointError, OSError, KeyError) as error:
+        return f"ready (card unreadable: {error})"
+
+
 def build_app() -> gr.Blocks:
     demos = list(_demo_modules())
     status = {}
     for slug, module in demos:
         missing = _missing(module)
-        status[slug] = "ready" if not missing else f"not trained: `{registry.train_command(missing[0])}`"
+        status[slug] = _headline(module) if not missing else f"not trained: `{registry.train_command(missing[0])}`"
     with gr.Blocks(title="NNDL Studio") as app:
         with gr.Tab(overview.TITLE):
             overview.build(status)

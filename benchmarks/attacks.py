@@ -15,7 +15,6 @@ import argparse
 import statistics
 import time
 
-import torch
 from PIL import Image
 
 from demos import attacks as demo

@@ -29,7 +29,7 @@ def build(status: dict[str, str]) -> None:
         "retrained by this project's own training package and measured by its own evaluation commands. "
         "Every tab shows the report's numbers beside ours.",
         "",
-        "| tab | what it shows | course report | status |",
+        "| tab | what it shows | course report | status and measured numbers |",
         "|---|---|---|---|",
     ]
     for slug, (title, report, description) in SYSTEMS.items():

@@ -23,7 +23,7 @@ from PIL import Image
 from demos import cards
 from demos.uploads import UploadError, read_image
 from models import registry
-from models.trivae import TriVAE, anomaly_maps, brain_mask, median_filter, prepare_slice
+from models.trivae import TriVAE, anomaly_maps, brain_mask, prepare_slice
 from training.data.trivae import VolumeError, add_noise, axial_slice, read_volume, simplex_noise_report
 
 TITLE = "Brain-tumour residual maps (VAE / Tri-VAE)"

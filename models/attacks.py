@@ -150,6 +150,7 @@ class AdvGANGeneratorConfig:
     epsilon: float = 8 / 255  # L∞ bound of the perturbation, in [0, 1] pixel units
     residual_blocks: int = 4
     channels: tuple[int, int, int] = (8, 16, 32)
+    full_resolution: bool = False  # True: padded stride-1 convolutions throughout (no 6×6 bottleneck)
 
 
 class InstanceResidualBlock(nn.Module):
@@ -175,17 +176,22 @@ class AdvGANGenerator(nn.Module):
         super().__init__()
         self.config = config
         c1, c2, c3 = config.channels
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, c1, 3, stride=1, bias=True), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 32 → 30
-            nn.Conv2d(c1, c2, 3, stride=2, bias=True), nn.InstanceNorm2d(c2), nn.ReLU(inplace=True),  # 30 → 14
-            nn.Conv2d(c2, c3, 3, stride=2, bias=True), nn.InstanceNorm2d(c3), nn.ReLU(inplace=True),  # 14 → 6
-        )
+        if config.full_resolution:  # every layer at 32×32: per-pixel, image-specific perturbations
+            conv = lambda cin, cout: [nn.Conv2d(cin, cout, 3, padding=1), nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]  # noqa: E731
+            self.encoder = nn.Sequential(*conv(3, c1), *conv(c1, c2), *conv(c2, c3))
+            self.decoder = nn.Sequential(*conv(c3, c2), *conv(c2, c1), nn.Conv2d(c1, 3, 3, padding=1))
+        else:  # the AdvGAN_pytorch layout
+            self.encoder = nn.Sequential(
+                nn.Conv2d(3, c1, 3, stride=1, bias=True), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 32 → 30
+                nn.Conv2d(c1, c2, 3, stride=2, bias=True), nn.InstanceNorm2d(c2), nn.ReLU(inplace=True),  # 30 → 14
+                nn.Conv2d(c2, c3, 3, stride=2, bias=True), nn.InstanceNorm2d(c3), nn.ReLU(inplace=True),  # 14 → 6
+            )
+            self.decoder = nn.Sequential(
+                nn.ConvTranspose2d(c3, c2, 3, stride=2, bias=False), nn.InstanceNorm2d(c2), nn.ReLU(inplace=True),  # 6 → 13
+                nn.ConvTranspose2d(c2, c1, 3, stride=2, bias=False), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 13 → 27
+                nn.ConvTranspose2d(c1, 3, 6, stride=1, bias=False),  # 27 → 32
+            )
         self.bottleneck = nn.Sequential(*[InstanceResidualBlock(c3) for _ in range(config.residual_blocks)])
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(c3, c2, 3, stride=2, bias=False), nn.InstanceNorm2d(c2), nn.ReLU(inplace=True),  # 6 → 13
-            nn.ConvTranspose2d(c2, c1, 3, stride=2, bias=False), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 13 → 27
-            nn.ConvTranspose2d(c1, 3, 6, stride=1, bias=False),  # 27 → 32
-        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.encoder(images * 2 - 1)  # (B, 32, 6, 6)

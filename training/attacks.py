@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +99,9 @@ class TrainConfig(BaseTrainConfig):
     hinge_bound: float = 1.5  # c, on ‖δ‖₂ per image (the full 8/255 box has 1.74); the report's "8/25" read as L2
     margin: float = 2.0  # κ of the C&W loss: G keeps pushing until the wrong logit leads by κ
     generator_learning_rate: float = 1e-3
+    generator_channels: tuple[int, int, int] = (8, 16, 32)
+    generator_residual_blocks: int = 4
+    generator_full_resolution: bool = False  # stride-1 layers throughout instead of AdvGAN_pytorch's 6×6 bottleneck
     log_every: int = 50
     eval_every: int = 500
     save_every: int = 500
@@ -333,7 +335,8 @@ def train_advgan(cfg: TrainConfig) -> Path:
         parameter.requires_grad_(False)
     if device.type == "cuda":
         set_range_check(target, False)
-    generator = AdvGANGenerator(AdvGANGeneratorConfig(epsilon=cfg.epsilon)).to(device)
+    generator = AdvGANGenerator(AdvGANGeneratorConfig(epsilon=cfg.epsilon, channels=cfg.generator_channels, residual_blocks=cfg.generator_residual_blocks,
+                                                      full_resolution=cfg.generator_full_resolution)).to(device)
     discriminator = AdvGANDiscriminator(AdvGANDiscriminatorConfig()).to(device)
     adam = dict(lr=cfg.generator_learning_rate, betas=(0.5, 0.999))
     g_optimizer = torch.optim.Adam(generator.parameters(), **adam)

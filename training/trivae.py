@@ -22,7 +22,6 @@ Writes `trivae-<model>[-<noise>]`; `python -m evaluation.trivae` measures it.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import sys
 import time

@@ -1,0 +1,42 @@
+"""Latency of one PixelDA request on this CPU, through the tab's own function (`demos.pixelda._run`): an MNIST test
+digit → 4 styles → both classifiers on input, translations and the real MNIST-M image.
+
+    python -m benchmarks.pixelda [--runs 50] [--styles 4]
+
+Target (issue 2): p50 ≤ 50 ms. Prints p50 and p90 in milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from demos import pixelda as demo
+from demos.uploads import read_image
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--styles", type=int, default=4)
+    args = parser.parse_args(argv)
+    example = str(sorted(demo.ASSETS.glob("mnist_test_*.png"))[0])
+    demo.load_models()  # loading is once per process, not per request
+    demo._translate_upload(example, 0, args.styles)  # warm-up
+    times = []
+    for run in range(args.runs):
+        started = time.perf_counter()
+        demo._translate_upload(example, run, args.styles)
+        times.append((time.perf_counter() - started) * 1000)
+    result = {"p50_ms": statistics.median(times), "p90_ms": float(np.percentile(times, 90))}
+    print(f"PixelDA request ({args.styles} styles, {torch.get_num_threads()} threads): p50 {result['p50_ms']:.1f} ms, "
+          f"p90 {result['p90_ms']:.1f} ms (target p50 ≤ 50 ms)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
