@@ -27,7 +27,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from demos import cards
-from demos.uploads import UploadError, read_image
+from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.attacks import CIFAR10_CLASSES
 
@@ -354,19 +354,6 @@ def accuracy_plot():
     return figure
 
 
-class UploadedImage(gr.Image):
-    """A gr.Image whose upload reaches the adapter as a file path, undecoded. Gradio's own preprocessing opens it
-    with PIL first and answers a corrupt or non-image file with a bare stack trace; `read_image` answers with a
-    sentence instead."""
-
-    def preprocess(self, payload):
-        return None if payload is None else str(payload.path)
-
-    @classmethod
-    def get_block_name(cls) -> str:
-        return "image"  # the browser renders the ordinary image component
-
-
 # ----- adapters (the only place with gr.Error) and layout ----------------------------------------------------------
 
 def _settings(attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, names) -> AttackSettings:
@@ -417,7 +404,7 @@ def build() -> None:
     with gr.Row():
         with gr.Column(scale=1):
             model = gr.Dropdown(list(CLASSIFIERS), value=next(iter(CLASSIFIERS)), label="model")
-            image = UploadedImage(type="filepath", label="image", sources=["upload", "clipboard"], height=220)
+            image = image_upload(label="image", sources=["upload", "clipboard"], height=220)
             gr.Examples([[str(path)] for path in sorted(ASSETS.glob("*.*"))], inputs=[image], label="CIFAR-10 test images and two photos")
         with gr.Column(scale=1):
             attack = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")

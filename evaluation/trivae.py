@@ -3,7 +3,7 @@
     python -m evaluation.trivae                      # every trained trivae-* checkpoint, both test sets
     python -m evaluation.trivae --checkpoints trivae-trivae-coarse --limit 20 --no-write
 
-Test sets: the tumour slices of the LGG test patients (the seeded patient split of training) and the 40 BraTS 2021
+Test sets (plus `lgg_test_first32`, the first 32 LGG test slices, which the checkpoint tests re-measure): the tumour slices of the LGG test patients (the seeded patient split of training) and the 40 BraTS 2021
 slices. Per model and post-processing (raw residual, median-filtered residual), all inside the brain mask:
 pixel AUROC and AUPRC (pooled over the set); Dice at the threshold chosen on healthy validation residuals (stored
 in the checkpoint), pooled and as the mean of per-slice Dice like the report; the best achievable pooled Dice over
@@ -185,6 +185,9 @@ def main(argv: list[str] | None = None) -> dict:
         if (size, split_seed) not in cache:
             cache[size, split_seed] = test_sets(args.data_root, size, args.limit, split_seed)
         metrics = {set_name: evaluate(model, slices, device) for set_name, slices in cache[size, split_seed].items()}
+        # A small fixed slice of the LGG test set, re-measured by tests/test_trivae_checkpoints.py in seconds.
+        lgg = cache[size, split_seed]["lgg_test"]
+        metrics["lgg_test_first32"] = evaluate(model, lgg.subset(torch.arange(min(32, len(lgg)))), device)
         metrics["report_mean_dice_brats_t2"] = REPORT_DICE.get(name)
         results[name] = metrics
         command = "python -m evaluation.trivae " + " ".join(sys.argv[1:] if argv is None else argv)

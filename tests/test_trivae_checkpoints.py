@@ -26,10 +26,13 @@ def one_thread():
 
 @functools.cache
 def _test_sets(size: int, split_seed: int):
+    """The whole BraTS 2021 set (40 slices) and the first 32 LGG test slices (as the evaluation command's
+    `lgg_test_first32`): the full LGG test set takes a minute per model on this CPU."""
     try:
         patients = split_patients(lgg_patients(), split_seed)["test"]
         lgg = load_lgg(size=size, patients=patients)
-        return {"lgg_test": lgg.subset(lgg.has_tumour), "brats21": load_brats_slices(size=size)}
+        lgg = lgg.subset(lgg.has_tumour)
+        return {"lgg_test_first32": lgg.subset(torch.arange(min(32, len(lgg)))), "brats21": load_brats_slices(size=size)}
     except DatasetMissing as error:
         pytest.skip(str(error))
 
@@ -39,7 +42,7 @@ def test_card_metrics_hold_on_the_real_test_sets(name):
     if not registry.available(name):
         pytest.skip(f"{name} not trained here")
     card = registry.load_card(name)
-    if "metrics" not in card:
+    if "lgg_test_first32" not in card.get("metrics", {}):
         pytest.skip(f"{name} has no measured metrics; run python -m evaluation.trivae")
     model = registry.load(name)
     sets = _test_sets(model.config.image_size, card["train_config"]["split_seed"])
@@ -50,11 +53,13 @@ def test_card_metrics_hold_on_the_real_test_sets(name):
         for metric in ("auroc", "auprc", "dice", "mean_slice_dice", "best_dice"):
             for variant in ("raw", kind):
                 assert measured[variant][metric] == pytest.approx(card["metrics"][set_name][variant][metric], abs=TOLERANCE), (set_name, variant, metric)
+    assert float(model.threshold) == pytest.approx(card["thresholds"]["threshold"], rel=1e-3)  # the validation choice travels
 
 
-def test_tri_vae_residuals_beat_the_simple_vae_on_brats():
-    names = ("trivae-vae", "trivae-trivae-coarse")
-    if not all(registry.available(name) and "metrics" in registry.load_card(name) for name in names):
-        pytest.skip("needs trivae-vae and trivae-trivae-coarse with measured metrics")
-    vae, tri = (registry.load_card(name)["metrics"]["brats21"]["median5"] for name in names)
-    assert tri["auprc"] > vae["auprc"] and tri["best_dice"] > vae["best_dice"]
+def test_the_models_find_tumours_on_the_lgg_test_patients():
+    """Regression floor from the committed weights' cards (whole LGG test set, median-filtered residuals)."""
+    name = "trivae-trivae-coarse"
+    if not registry.available(name) or "metrics" not in registry.load_card(name):
+        pytest.skip(f"{name} not trained and evaluated here")
+    lgg = registry.load_card(name)["metrics"]["lgg_test"]["median5"]
+    assert lgg["auroc"] > 0.85 and lgg["auprc"] > 0.5 and lgg["dice"] > 0.4

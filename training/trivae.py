@@ -64,6 +64,7 @@ class TrainConfig(BaseTrainConfig):
     noise_grid: int = 16
     simplex_frequency: float = 2**-6  # cycles per pixel at 256 px (the report's)
     flip: bool = True  # random left-right flips (the report used no augmentation)
+    init_from: str = ""  # start from this checkpoint's weights (the report trained 10 + 10 epochs, and the simplex model from the coarse one)
     split_seed: int = 0
     threshold_percentile: float = 99.0
     median_filter_size: int = 5
@@ -281,6 +282,8 @@ def main(cfg: TrainConfig) -> Path:
     best = BestWeights()
     run = RunState(run_dir, model=model, optimizer=optimizer, best=best)
     start = run.restore()
+    if start == 0 and cfg.init_from:
+        model.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     batches = Batches(cfg, data["train"], device)
     validation_clean = data["validation"].floats().to(device)
