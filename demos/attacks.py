@@ -167,9 +167,9 @@ def build_attack(model: nn.Module, settings: AttackSettings):
     return attack
 
 
-def expected_forwards(settings: AttackSettings, num_classes: int) -> int:
-    """Forward passes an attack makes (for the progress bar)."""
-    return {"FGSM": 1, "AdvGAN": 1, "DeepFool": settings.steps + 1}.get(settings.attack, settings.steps + 1)
+def expected_forwards(settings: AttackSettings) -> int:
+    """Forward passes an attack makes (for the progress bar): one for FGSM, about one per step for the others."""
+    return 1 if settings.attack in ("FGSM", "AdvGAN") else settings.steps + 1
 
 
 @dataclass
@@ -232,7 +232,7 @@ def _attack_image(name, model, image, settings, generator, progress) -> AttackRe
         with torch.no_grad():
             adversarial = generator.attack(x, settings.epsilon / 255)
     else:
-        wrapped = ProgressModel(model, progress, expected_forwards(settings, len(names))).eval()
+        wrapped = ProgressModel(model, progress, expected_forwards(settings)).eval()
         attack = build_attack(wrapped, settings)
         adversarial = attack(x, torch.tensor([settings.target_class]) if settings.target_class >= 0 else label)
     seconds = time.perf_counter() - started

@@ -3,35 +3,50 @@
 # From the repo root: NNDL_DATA_ROOT=.data OUT=/some/empty/dir bash scripts/gpu_trivae.sh
 # Needs brain/lgg_flair and brain/brats21_slices under $NNDL_DATA_ROOT. TRIVAE_DRY_RUN=1 checks the script on a CPU
 # (tiny generated data, a few steps, a throw-away checkpoint folder).
-# Four 128 px models train in parallel (the `cpu` preset, more steps, stopped by --max-minutes), then the
-# evaluation command writes the metrics into their cards, then the fp16 checkpoints go into three tars < 16 MB.
+#
+# TRIVAE_STAGE=scratch (first run, 16:4x): four 128 px models from scratch, 5 min each in parallel (σ 0.2 noise).
+# TRIVAE_STAGE=refine (default, second run): the same four continue from the committed checkpoints for 5 min more
+#   (--init-from, like the report's 10 + 10 epochs), the denoisers with stronger noise (coarse σ 0.5, simplex σ 0.4):
+#   a 120-step CPU test of σ 0.5 lifted BraTS AUROC 0.79 → 0.88 and ⌈Dice⌉ 0.46 → 0.58 (the σ 0.2 denoiser copied
+#   tumours through its skips). Then the evaluation command writes the metrics into the cards and the fp16
+#   checkpoints go into three tars < 16 MB.
 set -euo pipefail
 : "${OUT:?set OUT to an empty output folder}"
 export NNDL_DATA_ROOT="${NNDL_DATA_ROOT:-.data}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
 PYTHON="${PYTHON:-python3}"
+STAGE="${TRIVAE_STAGE:-refine}"
 mkdir -p "$OUT/logs"
 if [[ "${TRIVAE_DRY_RUN:-0}" == "1" ]]; then
-  ROOT="$(mktemp -d)/checkpoints"; EXTRA=(--dry-run); EVAL=(--limit 8)
-  TRAIN_MINUTES=1
+  ROOT="$(mktemp -d)/checkpoints"; EXTRA=(--dry-run); EVAL=(--limit 8); TRAIN_MINUTES=1
+  if [[ "$STAGE" == "refine" ]]; then  # parents for --init-from: a dry-run scratch stage first
+    TRIVAE_STAGE=scratch TRIVAE_ROOT="$ROOT" OUT="$OUT/scratch" bash "$0" >/dev/null
+  fi
 else
   ROOT=checkpoints; EXTRA=(--steps 20000 --batch-size 32 --eval-every 250 --save-every 1000 --log-every 50); EVAL=()
   TRAIN_MINUTES="${TRIVAE_TRAIN_MINUTES:-5.0}"
 fi
+ROOT="${TRIVAE_ROOT:-$ROOT}"
 start=$(date +%s)
-runs=("vae none" "vae coarse" "trivae coarse" "trivae simplex")
+if [[ "$STAGE" == "refine" ]]; then
+  runs=("vae none 0.2 trivae-vae" "vae coarse 0.5 trivae-vae-coarse" "trivae coarse 0.5 trivae-trivae-coarse" "trivae simplex 0.4 trivae-trivae-simplex")
+else
+  runs=("vae none 0.2 -" "vae coarse 0.2 -" "trivae coarse 0.2 -" "trivae simplex 0.2 -")
+fi
 pids=()
 for spec in "${runs[@]}"; do
-  read -r model noise <<<"$spec"
-  "$PYTHON" -m training.trivae --model "$model" --noise "$noise" --max-minutes "$TRAIN_MINUTES" \
-    --checkpoint-root "$ROOT" --run-dir "$(dirname "$ROOT")/runs/trivae-$model-$noise" "${EXTRA[@]}" \
-    >"$OUT/logs/train-$model-$noise.log" 2>&1 &
+  read -r model noise sigma parent <<<"$spec"
+  init=(); [[ "$parent" != "-" ]] && init=(--init-from "$parent")
+  "$PYTHON" -m training.trivae --model "$model" --noise "$noise" --noise-sigma "$sigma" "${init[@]}" \
+    --max-minutes "$TRAIN_MINUTES" --checkpoint-root "$ROOT" --run-dir "$(dirname "$ROOT")/runs/trivae-$STAGE-$model-$noise" \
+    "${EXTRA[@]}" >"$OUT/logs/train-$STAGE-$model-$noise.log" 2>&1 &
   pids+=($!)
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-echo "training finished in $(( $(date +%s) - start )) s (status $status)"
+echo "training ($STAGE) finished in $(( $(date +%s) - start )) s (status $status)"
 for log in "$OUT"/logs/train-*.log; do echo "== $log"; tail -c 600 "$log" | tr '\r' '\n' | tail -n 3; done
 [[ $status == 0 ]] || exit 1
+[[ -n "${TRIVAE_ROOT:-}" && "$STAGE" == "scratch" ]] && exit 0  # the dry-run parents only
 "$PYTHON" -m evaluation.trivae --checkpoint-root "$ROOT" "${EVAL[@]}" 2>&1 | tee "$OUT/logs/evaluate.log"
 echo "total $(( $(date +%s) - start )) s"
 cd "$ROOT/.."

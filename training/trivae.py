@@ -282,8 +282,14 @@ def main(cfg: TrainConfig) -> Path:
     best = BestWeights()
     run = RunState(run_dir, model=model, optimizer=optimizer, best=best)
     start = run.restore()
-    if start == 0 and cfg.init_from:
-        model.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
+    parent = {}
+    if cfg.init_from:
+        parent_card = registry.load_card(cfg.init_from, root=cfg.checkpoint_root)
+        parent = {"checkpoint": cfg.init_from, "steps": parent_card.get("steps"), "wall_time_s": parent_card.get("wall_time_s"),
+                  "hardware": parent_card.get("hardware"), "train_config": parent_card.get("train_config"),
+                  "initialised_from": parent_card.get("initialised_from")}
+        if start == 0:
+            model.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     batches = Batches(cfg, data["train"], device)
     validation_clean = data["validation"].floats().to(device)
@@ -329,7 +335,7 @@ def main(cfg: TrainConfig) -> Path:
     }
     card = training_card(
         cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data_card, finished=steps_done >= cfg.steps,
-        best_step=best.step, best_validation_l1=round(best.loss, 6), thresholds={**thresholds, "percentile": cfg.threshold_percentile,
+        best_step=best.step, best_validation_l1=round(best.loss, 6), initialised_from=parent or None, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
         "median_filter_size": cfg.median_filter_size, "chosen_on": "residuals inside the brain mask of the validation slices"},
     )
     return registry.save(model.cpu(), name, root=cfg.checkpoint_root, card=card, half=True, extra_files={"log.csv": run_dir / "log.csv"})
