@@ -185,11 +185,13 @@ def measurements_markdown(dataset: str) -> str:
     a, b = info.domain_a, info.domain_b
     rows = []
     if "judge_a2b" in report:
-        rows.append((f"test {a}s judged 'orange' after translation (EfficientNet-Lite0 top-1)", report["judge_a2b"],
-                     f"**{_share(metrics, 'orange_share_a2b')}** (untranslated {_share(metrics, 'orange_share_untranslated')}, real oranges {_share(metrics, 'orange_share_real_b')}; "
-                     f"early {_share(metrics, 'early_orange_share_a2b')}, middle {_share(metrics, 'middle_orange_share_a2b')})"))
-        rows.append((f"test {b}s judged 'Granny Smith' after translation", report["judge_b2a"],
-                     f"**{_share(metrics, 'apple_share_b2a')}** (untranslated {_share(metrics, 'apple_share_untranslated')}, real apples {_share(metrics, 'apple_share_real_a')})"))
+        rows.append((f"test {a}s judged 'orange' after translation (EfficientNet-Lite0 top-1 of 1000 classes; among its 10 fruit classes)", report["judge_a2b"],
+                     f"**{_share(metrics, 'orange_share_a2b')}**; fruit-only **{_share(metrics, 'orange_fruit_share_a2b')}** "
+                     f"(untranslated {_share(metrics, 'orange_share_untranslated')}; {_share(metrics, 'orange_fruit_share_untranslated')}, real oranges {_share(metrics, 'orange_share_real_b')}; {_share(metrics, 'orange_fruit_share_real_b')}; "
+                     f"fruit-only early {_share(metrics, 'early_orange_fruit_share_a2b')}, middle {_share(metrics, 'middle_orange_fruit_share_a2b')})"))
+        rows.append((f"test {b}s judged 'Granny Smith' after translation (top-1; among fruit classes)", report["judge_b2a"],
+                     f"**{_share(metrics, 'apple_share_b2a')}**; fruit-only **{_share(metrics, 'apple_fruit_share_b2a')}** "
+                     f"(untranslated {_share(metrics, 'apple_share_untranslated')}; {_share(metrics, 'apple_fruit_share_untranslated')}, real apples {_share(metrics, 'apple_share_real_a')}; {_share(metrics, 'apple_fruit_share_real_a')})"))
     for direction, source, target in (("a2b", a, b), ("b2a", b, a)):
         rows.append((f"KID×10³ {source} → {target} vs real {target}s (lower is better)", report["kid"],
                      f"**{_number(metrics, f'kid_{direction}', 1000, 1)}** ± {_number(metrics, f'kid_{direction}_std', 1000, 1)} "

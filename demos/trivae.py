@@ -179,6 +179,14 @@ def results_table() -> str:
         pair = f"{lgg['auroc']:.3f} / {lgg['auprc']:.3f}" if lgg else None
         rows.append((label, REPORT_DICE.get(name), brats.get("mean_slice_dice"), brats.get("best_dice"),
                      lgg.get("mean_slice_dice"), lgg.get("best_dice"), pair))
+    baseline_file = ASSETS / "intensity_baseline.json"
+    if baseline_file.exists():  # written by `python -m evaluation.trivae --baseline`
+        import json
+
+        baseline = json.loads(baseline_file.read_text())
+        brats, lgg = baseline["brats21"]["median5"], baseline["lgg_test"]["median5"]
+        rows.append(("*No model: FLAIR intensity*", None, brats["mean_slice_dice"], brats["best_dice"], lgg["mean_slice_dice"],
+                     lgg["best_dice"], f"{lgg['auroc']:.3f} / {lgg['auprc']:.3f}"))
     return cards.comparison_table(rows, headers=header, percent=False) + (
         "\n\nOurs: median-filtered residual inside the brain mask, threshold chosen on tumour-free validation slices "
         "(99th percentile); ⌈Dice⌉ = best pooled Dice over thresholds (an upper bound). The report used raw residuals, "
@@ -263,7 +271,7 @@ def build() -> None:
         with gr.Column(scale=1):
             gallery = gr.Gallery(value=[(image, Path(image).stem) for image, _ in examples()], label="Test slices (LGG test patients, BraTS 2021)",
                                  columns=4, height=220, allow_preview=False)
-            upload = gr.File(label="Slice (PNG / JPG) or NIfTI volume (.nii / .nii.gz)", value=examples()[0][0])
+            upload = gr.File(label="Slice (PNG / JPG) or NIfTI volume (.nii / .nii.gz)", value=examples()[0][0], elem_id="trivae-upload")
             mask_upload = gr.File(label="Ground-truth mask (optional; PNG, or a NIfTI segmentation for a volume)", value=examples()[0][1])
             slice_index = gr.Slider(-1, 1, value=-1, step=1, label="Axial slice", visible=False)
             model = gr.Dropdown(list(MODELS), value=first, label="Model")
@@ -305,7 +313,9 @@ def build() -> None:
     inputs = [upload, mask_upload, slice_index, model, threshold, filter_size]
     outputs = [shown, reconstruction, residual, overlaid, truth, verdict]
     gallery.select(_pick_example, None, [upload, mask_upload, slice_index]).then(_analyse, inputs, outputs)
-    upload.upload(_load_file, upload, slice_index).then(_analyse, inputs, outputs)
+    # A new image makes the previous ground truth meaningless: clear it (upload a matching mask after the image).
+    upload.upload(_load_file, upload, slice_index).then(lambda: None, None, mask_upload).then(_analyse, inputs, outputs)
+    mask_upload.upload(_analyse, inputs, outputs)
     run.click(_analyse, inputs, outputs, api_name="trivae")
     slice_index.release(_analyse, inputs, outputs)
     threshold.release(_analyse, inputs, outputs)

@@ -12,7 +12,8 @@ No Inception weights exist offline, so FID in the usual sense is out. Instead, p
 - apple2orange only: an independent judge, the ImageNet EfficientNet-Lite0, classifies the translated test
   apples; the share whose top-1 class is "orange" (950), next to the same share for the untranslated apples and
   for real oranges; likewise the share of translated oranges judged an apple class ("Granny Smith", 948, the
-  only apple in ImageNet-1k).
+  only apple in ImageNet-1k); and, as a softer reading, the same shares when the judge may only choose among
+  ImageNet's ten fruit classes (948–957: "which fruit does it look most like").
 The early and middle snapshots get the judge and KID numbers too, so the app can show how training progressed.
 `--no-judge` measures only the L1 numbers (it needs no EfficientNet weights: the GPU machine lacks them).
 """
@@ -34,6 +35,7 @@ COMMAND = "python -m evaluation.cyclegan"
 ORANGE_CLASSES = (950,)
 APPLE_CLASSES = (948,)  # "Granny Smith": ImageNet-1k has no other apple class
 SLICE = 64  # the real-checkpoint test re-measures the first SLICE test images of domain A
+FRUIT_CLASSES = tuple(range(948, 958))  # Granny Smith, strawberry, orange, lemon, fig, pineapple, banana, jackfruit, custard apple, pomegranate
 JUDGE_CLASSES = {"apple2orange": {"a": ("apple", APPLE_CLASSES), "b": ("orange", ORANGE_CLASSES)}}
 
 
@@ -58,17 +60,21 @@ def mean_l1(first: torch.Tensor, second: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def judge_outputs(classifier, images: torch.Tensor, batch_size: int = 32, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(top-1 ImageNet classes (N,), pooled features (N, 1280)) of images in [0, 1] (or uint8), seen at 224 px."""
-    classes, features = [], []
+def judge_outputs(classifier, images: torch.Tensor, batch_size: int = 32, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(top-1 ImageNet classes (N,), top-1 among the 10 fruit classes (N,), pooled features (N, 1280)) of images in
+    [0, 1] (or uint8), seen at 224 px."""
+    classes, fruit_classes, features = [], [], []
     head = classifier.network.get_classifier()
+    fruit = torch.tensor(FRUIT_CLASSES)
     for batch in images.split(batch_size):
         batch = batch.float().div(255) if batch.dtype == torch.uint8 else batch
         batch = F.interpolate(batch.to(device), size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
         pooled = classifier.features(batch)  # (B, 1280)
-        classes.append(head(pooled).argmax(1).cpu())
+        logits = head(pooled).cpu()  # (B, 1000)
+        classes.append(logits.argmax(1))
+        fruit_classes.append(fruit[logits[:, fruit].argmax(1)])
         features.append(pooled.double().cpu())
-    return torch.cat(classes), torch.cat(features)
+    return torch.cat(classes), torch.cat(fruit_classes), torch.cat(features)
 
 
 def share_in(classes: torch.Tensor, wanted: tuple[int, ...]) -> float:
@@ -98,11 +104,12 @@ def _judge_metrics(dataset: str, fake_b_judged, fake_a_judged, real: dict, prefi
     """KID of both translations (and the judge shares for apple2orange) from (classes, features) pairs."""
     metrics = {}
     for direction, judged, target in (("a2b", fake_b_judged, "b"), ("b2a", fake_a_judged, "a")):
-        mean, std = kernel_inception_distance(judged[1], real[target][1])
+        mean, std = kernel_inception_distance(judged[2], real[target][2])
         metrics[f"{prefix}kid_{direction}"], metrics[f"{prefix}kid_{direction}_std"] = round(mean, 5), round(std, 5)
         if dataset in JUDGE_CLASSES:
             name, classes = JUDGE_CLASSES[dataset][target]
             metrics[f"{prefix}{name}_share_{direction}"] = round(share_in(judged[0], classes), 4)
+            metrics[f"{prefix}{name}_fruit_share_{direction}"] = round(share_in(judged[1], classes), 4)
     return metrics
 
 
@@ -131,18 +138,21 @@ def evaluate(dataset: str, *, data_root=None, limit: int | None = None, checkpoi
 
     classifier = imagenet_classifier().to(device)
     judged = {domain: judge_outputs(classifier, images, device=device) for domain, images in real.items()}
-    untranslated, _ = kernel_inception_distance(judged["a"][1], judged["b"][1])
+    untranslated, _ = kernel_inception_distance(judged["a"][2], judged["b"][2])
     metrics["kid_untranslated"] = round(untranslated, 5)  # the floor: inputs vs target domain (symmetric)
     if dataset in JUDGE_CLASSES:
         for domain, (domain_name, classes) in JUDGE_CLASSES[dataset].items():
             other = "b" if domain == "a" else "a"
             metrics[f"{domain_name}_share_real_{domain}"] = round(share_in(judged[domain][0], classes), 4)  # the ceiling
             metrics[f"{domain_name}_share_untranslated"] = round(share_in(judged[other][0], classes), 4)  # the floor
+            metrics[f"{domain_name}_fruit_share_real_{domain}"] = round(share_in(judged[domain][1], classes), 4)
+            metrics[f"{domain_name}_fruit_share_untranslated"] = round(share_in(judged[other][1], classes), 4)
     fake_b_judged = judge_outputs(classifier, fake_b, device=device)
     metrics.update(_judge_metrics(dataset, fake_b_judged, judge_outputs(classifier, fake_a, device=device), judged))
     if dataset in JUDGE_CLASSES:
         name_b, classes_b = JUDGE_CLASSES[dataset]["b"]
         metrics[f"{name_b}_share_a2b_first{SLICE}"] = round(share_in(fake_b_judged[0][:SLICE], classes_b), 4)
+        metrics[f"{name_b}_fruit_share_a2b_first{SLICE}"] = round(share_in(fake_b_judged[1][:SLICE], classes_b), 4)
     card = registry.load_card(name, root=checkpoint_root)
     directory = registry.checkpoint_dir(name, checkpoint_root)
     for label, snapshot in card.get("snapshots", {}).items():

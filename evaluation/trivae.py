@@ -27,6 +27,7 @@ from training.data.trivae import Slices, load_brats_slices, load_lgg_splits
 REPORT_DICE = {"trivae-vae": 0.2859, "trivae-trivae-coarse": 0.4791, "trivae-trivae-simplex": 0.5081}
 DEFAULT_CHECKPOINTS = ("trivae-vae", "trivae-vae-coarse", "trivae-trivae-coarse", "trivae-trivae-simplex")
 REPORT_THRESHOLD = 0.1
+BASELINE_FILE = registry.REPO_ROOT / "demos" / "assets" / "trivae" / "intensity_baseline.json"
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.baseline:
         results = intensity_baseline(args.data_root)
         print(json.dumps(results, indent=1))
+        if args.write and not args.limit:  # the tab shows it beside the models
+            BASELINE_FILE.write_text(json.dumps({"command": "python -m evaluation.trivae --baseline", **results}, indent=1) + "\n")
         return results
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     names = args.checkpoints or [name for name in DEFAULT_CHECKPOINTS if registry.available(name, args.checkpoint_root)]

@@ -15,8 +15,8 @@ import torch
 import torchvision
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (127 / 255,) * 3  # the TF EfficientNet-Lite preprocessing, (x·255 − 127) / 128, not torchvision's
+IMAGENET_STD = (128 / 255,) * 3  # mean/std: real test oranges judged "orange" 25 % → 48 % (issue 3 report)
 INPUT_SIZE = 224
 IMAGENET_CLASSES: list[str] = list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 

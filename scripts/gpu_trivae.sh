@@ -4,11 +4,12 @@
 # Needs brain/lgg_flair and brain/brats21_slices under $NNDL_DATA_ROOT. TRIVAE_DRY_RUN=1 checks the script on a CPU
 # (tiny generated data, a few steps, a throw-away checkpoint folder).
 #
-# TRIVAE_STAGE=scratch (first run, 16:4x): four 128 px models from scratch, 5 min each in parallel (σ 0.2 noise).
-# TRIVAE_STAGE=refine (default, second run): the same four continue from the committed checkpoints for 5 min more
-#   (--init-from, like the report's 10 + 10 epochs), the denoisers with stronger noise (coarse σ 0.5, simplex σ 0.4):
-#   a 120-step CPU test of σ 0.5 lifted BraTS AUROC 0.79 → 0.88 and ⌈Dice⌉ 0.46 → 0.58 (the σ 0.2 denoiser copied
-#   tumours through its skips). Then the evaluation command writes the metrics into the cards and the fp16
+# TRIVAE_STAGE=scratch: four 128 px models from scratch, 5 min each in parallel (σ 0.2 noise). This made the
+#   committed checkpoints (22 Nov, 16:43); the two Tri-VAEs were then fine-tuned 150 steps on the CPU with stronger
+#   noise (σ 0.5 coarse, 0.4 simplex), see docs/trivae.md.
+# TRIVAE_STAGE=refine (default, for the next GPU slot): all four continue from the committed checkpoints for 5 min
+#   more (--init-from, like the report's 10 + 10 epochs), the denoisers with the stronger noise (the σ 0.2 denoiser
+#   copied tumours through its skips). Then the evaluation command writes the metrics into the cards and the fp16
 #   checkpoints go into three tars < 16 MB.
 set -euo pipefail
 : "${OUT:?set OUT to an empty output folder}"

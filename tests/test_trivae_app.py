@@ -39,13 +39,25 @@ def test_endpoint_refuses_a_corrupt_nifti(app_url, tmp_path):
 
 
 @pytest.mark.browser
-def test_tab_detects_a_gallery_slice_in_the_browser(browser_page):
+def test_tab_detects_a_gallery_slice_in_the_browser(browser_page, tmp_path):
+    import nibabel
+    import numpy as np
+
     page = browser_page
     page.get_by_role("tab", name=demo.TITLE).click()
     page.get_by_text("Dice", exact=False).first.wait_for()  # the first example is analysed when the tab is built
     page.get_by_role("button", name="Detect").click()
     page.wait_for_function("() => document.body.innerText.includes('flagged')")
     assert "Dice" in page.inner_text("body")
+    volume = tmp_path / "scan.nii.gz"  # a generated 64×64×9 volume: the slice slider appears, no ground truth
+    rows, cols = np.mgrid[0:64, 0:64] / 64 - 0.5
+    head = ((rows / 0.4) ** 2 + (cols / 0.35) ** 2 < 1).astype(np.float32) * 300
+    nibabel.save(nibabel.Nifti1Image(np.repeat(head[..., None], 9, axis=2), np.eye(4)), volume)
+    upload = page.locator("#trivae-upload")
+    upload.get_by_role("button", name="Clear").click()  # the example file is shown; clearing brings back the drop zone
+    upload.locator("input[type=file]").set_input_files(str(volume))
+    page.wait_for_function("() => document.body.innerText.includes('No ground truth')")
+    assert page.get_by_text("Axial slice").count() >= 1
     page.get_by_text("Noise playground", exact=False).first.click()
     page.get_by_role("button", name="Make noise").click()
     page.wait_for_timeout(1500)
