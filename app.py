@@ -63,6 +63,11 @@ def build_app() -> gr.Blocks:
 
 
 if __name__ == "__main__":
+    # Two requests at a time, one intra-op thread each: on a 2-core machine (a free Space, this course's laptops)
+    # OpenMP threads of concurrent requests otherwise fight for the cores and every request gets slower.
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NNDL_TORCH_THREADS", "1")))
     build_app().queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--styles", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (the app uses 1 per request)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     example = str(sorted(demo.ASSETS.glob("mnist_test_*.png"))[0])
     demo.load_models()  # loading is once per process, not per request
     demo._translate_upload(example, 0, args.styles)  # warm-up
