@@ -163,7 +163,7 @@ def build_attack(model: nn.Module, settings: AttackSettings):
     if settings.target_class >= 0:
         if settings.attack not in TARGETED:
             raise ValueError(f"{settings.attack} is untargeted only; choose '{UNTARGETED}' or one of {', '.join(TARGETED)}.")
-        attack.set_mode_targeted_by_label(quiet=True)
+        attack.set_mode_targeted_by_function(lambda images, labels: labels)  # works on torchattacks 3.3 and 3.5
     return attack
 
 
