@@ -18,14 +18,6 @@ from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
 CIFAR = "attacks-resnet20-standard"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_models():
     torch.manual_seed(0)

@@ -21,15 +21,6 @@ from training.data import trivae as data
 TINY = dict(image_size=32, base_channels=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions: two OpenMP threads on a shared 2-core machine are ~50× slower than one (spin contention)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _head(size: int, rng, tumour: bool = False, radius: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
     """A bright-rimmed ellipse 'head' with texture (uint8), and a blob mask when `tumour`."""
     rows, cols = np.mgrid[0:size, 0:size] / size - 0.5

@@ -16,14 +16,6 @@ pytestmark = pytest.mark.checkpoint
 TOLERANCE = 0.02  # the cards were measured on a GPU; CPU convolutions differ in the last bits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @functools.cache
 def _test_sets(size: int, split_seed: int):
     """The whole BraTS 2021 set (40 slices) and the first 32 LGG test slices (as the evaluation command's
