@@ -12,11 +12,10 @@ freshly initialised ResNet-20 (and said so).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 from PIL import Image
 
+from benchmarks.timing import latencies
 from demos import attacks as demo
 from models import registry
 from models.attacks import CifarResNet, ResNetConfig
@@ -26,13 +25,7 @@ TARGETS_S = {"FGSM, CIFAR-10 ResNet-20": 0.05, "PGD-10, CIFAR-10 ResNet-20": 0.3
 
 
 def _median_seconds(function, runs: int) -> float:
-    function()  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return latencies(function, runs)["p50"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.timing import latencies
 from models import registry
 from models.cyclegan import CycleGAN, CycleGANConfig
 
@@ -27,15 +26,8 @@ TARGET_MS = 250.0
 
 
 def _percentiles(function, runs: int, warmup: int = 3) -> dict[str, float]:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return {"p50_ms": round(statistics.median(times), 1), "p90_ms": round(times[int(0.9 * (len(times) - 1))], 1), "min_ms": round(times[0], 1)}
+    timing = latencies(function, runs, warmup)
+    return {f"{key}_ms": round(1000 * value, 1) for key, value in timing.items()}
 
 
 def main(argv=None) -> dict:

@@ -11,11 +11,10 @@ initialised model of the same configuration (and said so).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
+from benchmarks.timing import latencies
 from demos import trivae as demo
 from models import registry
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig
@@ -24,14 +23,8 @@ TARGET_S = 0.150
 
 
 def _percentiles(function, runs: int) -> tuple[float, float]:
-    function()  # warm-up
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    times.sort()
-    return statistics.median(times), times[min(int(0.9 * len(times)), len(times) - 1)]
+    timing = latencies(function, runs)
+    return timing["p50"], timing["p90"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
