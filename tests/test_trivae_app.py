@@ -57,8 +57,8 @@ def test_tab_detects_a_gallery_slice_in_the_browser(browser_page, tmp_path):
     upload.get_by_role("button", name="Clear").click()  # the example file is shown; clearing brings back the drop zone
     upload.locator("input[type=file]").set_input_files(str(volume))
     page.wait_for_function("() => document.body.innerText.includes('No ground truth')")
-    assert page.get_by_text("Axial slice").count() >= 1
+    page.get_by_text("Axial slice").first.wait_for(timeout=30_000)
     page.get_by_text("Noise playground", exact=False).first.click()
     page.get_by_role("button", name="Make noise").click()
     page.wait_for_timeout(1500)
-    assert page.get_by_text("Report vs ours", exact=False).count() >= 1
+    page.get_by_text("Report vs ours", exact=False).first.wait_for(timeout=30_000)
