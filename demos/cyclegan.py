@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from demos import cards
-from demos.uploads import UploadError, read_image
+from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.cyclegan import CycleGAN, load_snapshot
 from training.data.cyclegan import DATASETS
@@ -272,9 +272,8 @@ def build() -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            # gr.File, not gr.Image: gr.Image decodes uploads itself, so a corrupt file would fail inside Gradio with a
-            # generic error before read_image could explain it.
-            image = gr.File(label="input photo (any size; PNG, JPEG, WebP, BMP, TIFF, GIF)", file_types=["image"], type="filepath", height=120)
+            # image_upload hands the raw file to read_image, so corrupt or huge uploads get its clear message.
+            image = image_upload(label="input photo (any size; PNG, JPEG, WebP, BMP, TIFF, GIF)", sources=["upload", "clipboard"], height=220)
             dataset = gr.Radio(list(DATASETS), value=first, label="dataset")
             direction = gr.Radio(direction_choices(first), value="a2b", label="direction")
             resolution = gr.Radio(list(RESOLUTIONS), value=RESOLUTIONS[0], label="model resolution (short side, px)")
