@@ -221,16 +221,21 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def train_classifier(cfg: TrainConfig) -> Path:
-    if cfg.model not in ("standard", "noise", "adversarial"):
-        raise ValueError(f"unknown model {cfg.model!r}; choose one of {MODELS}")
+def _prepare(cfg: TrainConfig):
+    """What both trainers start with: checkpoint name, run folder, seeded device, the train/validation split."""
     name = checkpoint_name(cfg)
     run_dir = Path(cfg.run_dir or f"runs/{SLUG}/{name}{'-dry-run' if cfg.dry_run else ''}")
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     images, labels, classes = _load_data(cfg)
     train_images, train_labels, val_images, val_labels = _split(cfg, images, labels)
-    train_images, train_labels = train_images.to(device), train_labels.to(device)
+    return name, run_dir, device, classes, train_images.to(device), train_labels.to(device), val_images, val_labels
+
+
+def train_classifier(cfg: TrainConfig) -> Path:
+    if cfg.model not in ("standard", "noise", "adversarial"):
+        raise ValueError(f"unknown model {cfg.model!r}; choose one of {MODELS}")
+    name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
     model = build_classifier(cfg, len(classes)).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -324,13 +329,7 @@ def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float, ta
 
 
 def train_advgan(cfg: TrainConfig) -> Path:
-    name = checkpoint_name(cfg)
-    run_dir = Path(cfg.run_dir or f"runs/{SLUG}/{name}{'-dry-run' if cfg.dry_run else ''}")
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    images, labels, classes = _load_data(cfg)
-    train_images, train_labels, val_images, val_labels = _split(cfg, images, labels)
-    train_images, train_labels = train_images.to(device), train_labels.to(device)
+    name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
     target = _load_target(cfg, device)
     for parameter in target.parameters():
         parameter.requires_grad_(False)
