@@ -102,3 +102,24 @@ def test_unknown_config_field_is_rejected(checkpoint_root):
     (directory / "config.json").write_text(json.dumps(config))
     with pytest.raises(registry.CheckpointError, match="dropout"):
         registry.load("pixelda-extra-field")
+
+
+def test_init_from_copies_weights_into_fresh_runs_only_and_records_the_parent(checkpoint_root):
+    from training.common import BaseTrainConfig, initialise_from
+
+    torch.manual_seed(0)
+    registry.save(registry.create("pixelda-classifier"), "pixelda-parent", card={"steps": 123, "initialised_from": {"checkpoint": "older"}})
+    parent_weights = registry.load("pixelda-parent").state_dict()
+    cfg = BaseTrainConfig(checkpoint_root=str(checkpoint_root), init_from="pixelda-parent")
+
+    fresh = registry.create("pixelda-classifier")
+    provenance = initialise_from(cfg, fresh, start=0)
+    assert all(torch.equal(fresh.state_dict()[key], parent_weights[key]) for key in parent_weights)
+    assert provenance["checkpoint"] == "pixelda-parent" and provenance["steps"] == 123
+    assert provenance["initialised_from"] == {"checkpoint": "older"}  # the chain of parents survives
+
+    resumed = registry.create("pixelda-classifier")  # a resumed run (start > 0) keeps the weights it restored
+    before = {key: value.clone() for key, value in resumed.state_dict().items()}
+    initialise_from(cfg, resumed, start=50)
+    assert all(torch.equal(resumed.state_dict()[key], before[key]) for key in before)
+    assert initialise_from(BaseTrainConfig(), resumed, start=0) is None

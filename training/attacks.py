@@ -58,6 +58,7 @@ from training.common import (
     CSVLog,
     RunState,
     batch_indices,
+    initialise_from,
     parse_config,
     pick_device,
     progress,
@@ -237,10 +238,10 @@ def train_classifier(cfg: TrainConfig) -> Path:
         raise ValueError(f"unknown model {cfg.model!r}; choose one of {MODELS}")
     name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
     model = build_classifier(cfg, len(classes)).to(device)
+    model = model.to(memory_format=torch.channels_last)  # ~10 % faster on CPU too
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         set_range_check(model, False)  # the check synchronises with the GPU; inputs here are in [0, 1] by construction
-        model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(cfg, model.parameters())
     policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10) if cfg.autoaugment_groups else None
     alpha = cfg.adversarial_alpha or (1.25 * cfg.epsilon if cfg.adversarial_attack == "fgsm-rs" else 2.5 * cfg.epsilon / cfg.adversarial_steps)
@@ -250,6 +251,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
 
     run = RunState(run_dir, model=model, optimizer=optimizer)
     start = run.restore()
+    parent = initialise_from(cfg, model, start, device)
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     model.train()
@@ -267,8 +269,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
         elif cfg.model == "adversarial":
             with _autocast(device):
                 x = pgd_perturb(model, x, y, cfg.epsilon, alpha, attack_steps)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
@@ -309,7 +310,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
         "adversarial": f"adversarially trained ({cfg.adversarial_attack}, ε = {cfg.epsilon * 255:.0f}/255, {attack_steps} step(s) of α = {alpha * 255:.2f}/255)",
     }[cfg.model]
     card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, role=role, classes=classes,
-                         validation_accuracy=round(final_validation, 4), finished=steps_done >= cfg.steps)
+                         validation_accuracy=round(final_validation, 4), finished=steps_done >= cfg.steps, initialised_from=parent)
     return registry.save(model, name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
 
 
@@ -345,6 +346,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
 
     run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
     start = run.restore()
+    parent = initialise_from(cfg, generator, start, device)  # the generator only: D starts afresh and catches up within steps
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     for step in progress(start, cfg.steps, name):
@@ -399,7 +401,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
     card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.steps, classes=classes,
                          role=f"AdvGAN generator against {cfg.target}, L∞ ≤ {cfg.epsilon * 255:.0f}/255, "
                               + ("untargeted" if not targeted else f"targeted at class {cfg.target_class}"),
-                         validation_success_rate=round(validation, 4))
+                         validation_success_rate=round(validation, 4), initialised_from=parent)
     return registry.save(generator.cpu(), name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
 
 

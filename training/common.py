@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from models import registry
 from models.registry import REPO_ROOT
 
 
@@ -47,6 +48,7 @@ class BaseTrainConfig:
     dry_run: bool = False  # a few steps on tiny generated data: checks the code path, not the model
     device: str = "auto"  # auto = cuda when available, else cpu
     max_minutes: float = 0.0  # stop (saving state and weights) after this much wall time; 0 = no limit
+    init_from: str = ""  # start a fresh run from this checkpoint's weights (fine-tuning; the card records the parent)
 
 
 def parse_config(config_class: type, presets: dict[str, typing.Any] | None = None, argv: list[str] | None = None):
@@ -202,6 +204,17 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit if len(commit) == 40 else None  # a copied tree without .git (the GPU machine) has none
+
+
+def initialise_from(cfg, module: torch.nn.Module, start: int, device: torch.device | str = "cpu") -> dict | None:
+    """With `--init-from NAME`: copy NAME's weights into `module` (fresh runs only: a resumed run keeps its
+    own) and return the parent's provenance for the card (`initialised_from`), chained through its parents."""
+    if not cfg.init_from:
+        return None
+    parent_card = registry.load_card(cfg.init_from, root=cfg.checkpoint_root)
+    if start == 0:
+        module.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
+    return {key: parent_card.get(key) for key in ("steps", "wall_time_s", "hardware", "train_config", "initialised_from")} | {"checkpoint": cfg.init_from}
 
 
 def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict, **extra) -> dict:

@@ -45,6 +45,7 @@ from training.common import (
     CSVLog,
     RunState,
     batch_indices,
+    initialise_from,
     parse_config,
     pick_device,
     progress,
@@ -238,6 +239,7 @@ def main(cfg: TrainConfig) -> Path:
     run = RunState(run_dir, model=model, d_a=d_a, d_b=d_b, g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                    pool_a=pool_a, pool_b=pool_b, schedule=schedule)
     start = run.restore()
+    parent = initialise_from(cfg, model, start, device)  # generators only: fresh discriminators catch up within a few hundred steps
     for pool in (pool_a, pool_b):
         pool.images = [image.to(device) for image in pool.images]
     log = CSVLog(run_dir / "log.csv", resume_step=start)
@@ -313,10 +315,10 @@ def main(cfg: TrainConfig) -> Path:
             print(f"stopped at step {done}/{schedule.total}: --max-minutes {cfg.max_minutes} reached; rerun to continue", file=sys.stderr)
             break
     bar.close()
-    return _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b)
+    return _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent)
 
 
-def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b) -> Path:
+def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent) -> Path:
     info = dataset_info(cfg.dataset)
     extra = {"log.csv": run_dir / "log.csv"}
     snapshots = {}
@@ -343,6 +345,7 @@ def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint
                   "fitted_to_time": schedule.fitted, "decay_fraction": schedule.decay_fraction},
         finished=steps_done >= schedule.total,
         snapshots=snapshots,
+        initialised_from=parent,
         role=f"both generators: G_AB {info.domain_a} → {info.domain_b}, G_BA {info.domain_b} → {info.domain_a}",
     )
     return registry.save(model.cpu(), f"{SLUG}-{cfg.dataset}", root=checkpoint_root, half=True, extra_files=extra, card=card)

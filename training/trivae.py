@@ -34,7 +34,18 @@ import torch.nn.functional as F
 
 from models import registry
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig, anomaly_maps, brain_mask
-from training.common import BaseTrainConfig, CSVLog, RunState, batch_indices, parse_config, pick_device, progress, seed_everything, training_card
+from training.common import (
+    BaseTrainConfig,
+    CSVLog,
+    RunState,
+    batch_indices,
+    initialise_from,
+    parse_config,
+    pick_device,
+    progress,
+    seed_everything,
+    training_card,
+)
 from training.data.trivae import LGG, Slices, add_noise, load_lgg_splits, split_patients, lgg_patients
 
 SLUG = "trivae"
@@ -64,7 +75,6 @@ class TrainConfig(BaseTrainConfig):
     noise_grid: int = 16
     simplex_frequency: float = 2**-6  # cycles per pixel at 256 px (the report's)
     flip: bool = True  # random left-right flips (the report used no augmentation)
-    init_from: str = ""  # start from this checkpoint's weights (the report trained 10 + 10 epochs, and the simplex model from the coarse one)
     split_seed: int = 0
     threshold_percentile: float = 99.0
     median_filter_size: int = 5
@@ -282,14 +292,7 @@ def main(cfg: TrainConfig) -> Path:
     best = BestWeights()
     run = RunState(run_dir, model=model, optimizer=optimizer, best=best)
     start = run.restore()
-    parent = {}
-    if cfg.init_from:
-        parent_card = registry.load_card(cfg.init_from, root=cfg.checkpoint_root)
-        parent = {"checkpoint": cfg.init_from, "steps": parent_card.get("steps"), "wall_time_s": parent_card.get("wall_time_s"),
-                  "hardware": parent_card.get("hardware"), "train_config": parent_card.get("train_config"),
-                  "initialised_from": parent_card.get("initialised_from")}
-        if start == 0:
-            model.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
+    parent = initialise_from(cfg, model, start, device)  # the report trained 10 + 10 epochs, and the simplex model from the coarse one
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     batches = Batches(cfg, data["train"], device)
     validation_clean = data["validation"].floats().to(device)
@@ -335,7 +338,7 @@ def main(cfg: TrainConfig) -> Path:
     }
     card = training_card(
         cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data_card, finished=steps_done >= cfg.steps,
-        best_step=best.step, best_validation_l1=round(best.loss, 6), initialised_from=parent or None, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
+        best_step=best.step, best_validation_l1=round(best.loss, 6), initialised_from=parent, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
         "median_filter_size": cfg.median_filter_size, "chosen_on": "residuals inside the brain mask of the validation slices"},
     )
     return registry.save(model.cpu(), name, root=cfg.checkpoint_root, card=card, half=True, extra_files={"log.csv": run_dir / "log.csv"})
