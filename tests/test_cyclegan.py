@@ -1,6 +1,7 @@
 """CycleGAN: models, data, training (dry run + exact resume), evaluation, the pure demo functions, bad uploads."""
 
 import dataclasses
+import csv
 import json
 
 import gradio as gr
@@ -153,6 +154,20 @@ def test_dry_run_writes_checkpoint_with_snapshots_and_resume_is_exact(tmp_path, 
     expected, actual = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
+
+
+def test_continued_run_keeps_parent_snapshots_and_one_log(tmp_path, one_thread):
+    parent = training.main(_dry_config(tmp_path, "parent"))
+    parent_card = json.loads((parent / "card.json").read_text())  # read now: the child is saved under the same name
+    child_config = dataclasses.replace(_dry_config(tmp_path, "child"), checkpoint_root=str(parent.parent), init_from=parent.name)
+    child_config = dataclasses.replace(child_config, run_dir=str(tmp_path / "child-run"))
+    child = training.main(child_config)
+    card = json.loads((child / "card.json").read_text())
+    assert card["initialised_from"]["checkpoint"] == parent.name
+    assert card["epochs_trained"] == pytest.approx(2 * parent_card["epochs_trained"])  # the parent's epochs, then its own
+    assert card["snapshots"] == parent_card["snapshots"]  # early/middle stay the parent's
+    steps = [int(row["step"]) for row in csv.DictReader(open(child / "log.csv"))]
+    assert steps == sorted(steps) and steps[-1] == 2 * parent_card["steps"]
 
 
 def _write_layout(root, dataset="apple2orange", folder="cyclegan/apple2orange", count=3, size=40):

@@ -214,7 +214,7 @@ def initialise_from(cfg, module: torch.nn.Module, start: int, device: torch.devi
     parent_card = registry.load_card(cfg.init_from, root=cfg.checkpoint_root)
     if start == 0:
         module.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
-    return {key: parent_card.get(key) for key in ("steps", "wall_time_s", "hardware", "train_config", "initialised_from")} | {"checkpoint": cfg.init_from}
+    return {key: parent_card.get(key) for key in ("steps", "epochs_trained", "wall_time_s", "hardware", "train_config", "initialised_from")} | {"checkpoint": cfg.init_from}
 
 
 def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict, **extra) -> dict:

@@ -20,9 +20,11 @@ then run `python -m evaluation.cyclegan --dataset <dataset>` to measure it.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -240,6 +242,8 @@ def main(cfg: TrainConfig) -> Path:
                    pool_a=pool_a, pool_b=pool_b, schedule=schedule)
     start = run.restore()
     parent = initialise_from(cfg, model, start, device)  # generators only: fresh discriminators catch up within a few hundred steps
+    if parent:
+        _inherit_snapshots(cfg, run_dir, schedule)
     for pool in (pool_a, pool_b):
         pool.images = [image.to(device) for image in pool.images]
     log = CSVLog(run_dir / "log.csv", resume_step=start)
@@ -318,9 +322,38 @@ def main(cfg: TrainConfig) -> Path:
     return _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent)
 
 
+def _inherit_snapshots(cfg: TrainConfig, run_dir: Path, schedule: Schedule) -> None:
+    """A continued run extends its parent's training: the parent's early/middle snapshots stay the early/middle ones."""
+    parent_dir = registry.checkpoint_dir(cfg.init_from, cfg.checkpoint_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for label in SNAPSHOT_LABELS:
+        source = parent_dir / f"snapshot-{label}.safetensors"
+        if source.exists() and not (run_dir / source.name).exists():
+            shutil.copyfile(source, run_dir / source.name)
+        if source.exists() and label not in schedule.snapshots_taken:
+            schedule.snapshots_taken.append(label)
+
+
+def _log_with_parent(cfg: TrainConfig, run_dir: Path, parent: dict) -> Path:
+    """The parent's log followed by this run's, steps and epochs counted from the parent's start (one curve)."""
+    with open(registry.checkpoint_dir(cfg.init_from, cfg.checkpoint_root) / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(run_dir / "log.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            row["step"] = int(row["step"]) + int(parent["steps"])
+            row["epoch"] = float(row["epoch"]) + float(parent["epochs_trained"])
+            rows.append(row)
+    path = run_dir / "log-with-parent.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent) -> Path:
     info = dataset_info(cfg.dataset)
-    extra = {"log.csv": run_dir / "log.csv"}
+    extra = {"log.csv": _log_with_parent(cfg, run_dir, parent) if parent else run_dir / "log.csv"}
     snapshots = {}
     for label in SNAPSHOT_LABELS:
         path = run_dir / f"snapshot-{label}.safetensors"
@@ -340,7 +373,7 @@ def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint
     }
     card = training_card(
         cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data,
-        epochs_trained=round(steps_done / schedule.steps_per_epoch, 2),
+        epochs_trained=round(steps_done / schedule.steps_per_epoch + ((parent or {}).get("epochs_trained") or 0), 2),  # a continued run counts its parent's
         schedule={"planned_epochs": cfg.epochs, "planned_steps": round(cfg.epochs * schedule.steps_per_epoch), "total_steps": schedule.total,
                   "fitted_to_time": schedule.fitted, "decay_fraction": schedule.decay_fraction},
         finished=steps_done >= schedule.total,
