@@ -143,6 +143,8 @@ def test_browser_runs_the_pixelda_tab_on_an_example(browser_page, tmp_path):
     page = browser_page
     page.get_by_role("tab", name=demo.TITLE).click()
     page.locator(".block", has_text="MNIST test digits").last.locator("button").first.click()  # the "7"
+    # On a loaded machine the example can take a while to reach the input: translate only once it is there.
+    page.locator(".block", has_text="Digit image (any size or format)").last.locator("img").first.wait_for(state="visible")
     page.get_by_role("button", name="Translate", exact=True).click()
     gallery = page.locator(".block", has_text="PixelDA translations").last
     gallery.locator("img").nth(2).wait_for(state="visible", timeout=60_000)  # 3 styles by default
