@@ -113,13 +113,13 @@ def test_init_from_copies_weights_into_fresh_runs_only_and_records_the_parent(ch
     cfg = BaseTrainConfig(checkpoint_root=str(checkpoint_root), init_from="pixelda-parent")
 
     fresh = registry.create("pixelda-classifier")
-    provenance = initialise_from(cfg, fresh, start=0)
+    provenance = initialise_from(cfg, fresh, start=0, run_dir=checkpoint_root.parent / "fresh-run")
     assert all(torch.equal(fresh.state_dict()[key], parent_weights[key]) for key in parent_weights)
     assert provenance["checkpoint"] == "pixelda-parent" and provenance["steps"] == 123
     assert provenance["initialised_from"] == {"checkpoint": "older"}  # the chain of parents survives
 
     resumed = registry.create("pixelda-classifier")  # a resumed run (start > 0) keeps the weights it restored
     before = {key: value.clone() for key, value in resumed.state_dict().items()}
-    initialise_from(cfg, resumed, start=50)
+    initialise_from(cfg, resumed, start=50, run_dir=checkpoint_root.parent / "resumed-run")
     assert all(torch.equal(resumed.state_dict()[key], before[key]) for key in before)
-    assert initialise_from(BaseTrainConfig(), resumed, start=0) is None
+    assert initialise_from(BaseTrainConfig(), resumed, start=0, run_dir=checkpoint_root.parent / "plain-run") is None

@@ -251,7 +251,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
 
     run = RunState(run_dir, model=model, optimizer=optimizer)
     start = run.restore()
-    parent = initialise_from(cfg, model, start, device)
+    parent = initialise_from(cfg, model, start, run_dir, device)
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     model.train()
@@ -346,7 +346,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
 
     run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
     start = run.restore()
-    parent = initialise_from(cfg, generator, start, device)  # the generator only: D starts afresh and catches up within steps
+    parent = initialise_from(cfg, generator, start, run_dir, device)  # the generator only: D starts afresh and catches up within steps
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     for step in progress(start, cfg.steps, name):

@@ -20,6 +20,7 @@ import argparse
 import csv
 import dataclasses
 import functools
+import json
 import os
 import platform
 import random
@@ -206,15 +207,24 @@ def git_commit() -> str | None:
     return commit if len(commit) == 40 else None  # a copied tree without .git (the GPU machine) has none
 
 
-def initialise_from(cfg, module: torch.nn.Module, start: int, device: torch.device | str = "cpu") -> dict | None:
-    """With `--init-from NAME`: copy NAME's weights into `module` (fresh runs only: a resumed run keeps its
-    own) and return the parent's provenance for the card (`initialised_from`), chained through its parents."""
+def initialise_from(cfg, module: torch.nn.Module, start: int, run_dir: str | Path, device: torch.device | str = "cpu") -> dict | None:
+    """With `--init-from NAME`: copy NAME's weights into `module` and return the parent's provenance for the card
+    (`initialised_from`, chained through its parents). Both happen at the run's first start only: the provenance
+    is kept in the run folder, because a continued run usually saves under its parent's name, and after its first
+    save (say at --max-minutes) the checkpoint NAME is the run itself; a resumed run keeps its own weights."""
     if not cfg.init_from:
         return None
+    record = Path(run_dir) / "parent.json"
+    if start > 0 and record.exists():
+        return json.loads(record.read_text())
     parent_card = registry.load_card(cfg.init_from, root=cfg.checkpoint_root)
     if start == 0:
         module.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict())
-    return {key: parent_card.get(key) for key in ("steps", "epochs_trained", "wall_time_s", "hardware", "train_config", "initialised_from")} | {"checkpoint": cfg.init_from}
+    parent = {key: parent_card.get(key) for key in ("steps", "epochs_trained", "wall_time_s", "hardware", "train_config", "initialised_from")}
+    parent["checkpoint"] = cfg.init_from
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(parent, indent=1))
+    return parent
 
 
 def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict, **extra) -> dict:

@@ -241,9 +241,9 @@ def main(cfg: TrainConfig) -> Path:
     run = RunState(run_dir, model=model, d_a=d_a, d_b=d_b, g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                    pool_a=pool_a, pool_b=pool_b, schedule=schedule)
     start = run.restore()
-    parent = initialise_from(cfg, model, start, device)  # generators only: fresh discriminators catch up within a few hundred steps
+    parent = initialise_from(cfg, model, start, run_dir, device)  # generators only: fresh discriminators catch up within a few hundred steps
     if parent:
-        _inherit_snapshots(cfg, run_dir, schedule)
+        _inherit_parent_files(cfg, run_dir, schedule)
     for pool in (pool_a, pool_b):
         pool.images = [image.to(device) for image in pool.images]
     log = CSVLog(run_dir / "log.csv", resume_step=start)
@@ -322,21 +322,23 @@ def main(cfg: TrainConfig) -> Path:
     return _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent)
 
 
-def _inherit_snapshots(cfg: TrainConfig, run_dir: Path, schedule: Schedule) -> None:
-    """A continued run extends its parent's training: the parent's early/middle snapshots stay the early/middle ones."""
+def _inherit_parent_files(cfg: TrainConfig, run_dir: Path, schedule: Schedule) -> None:
+    """A continued run extends its parent's training: the parent's early/middle snapshots stay the early/middle ones,
+    and its log is kept to be continued. Copied at the first start, before this run saves under the parent's name."""
     parent_dir = registry.checkpoint_dir(cfg.init_from, cfg.checkpoint_root)
     run_dir.mkdir(parents=True, exist_ok=True)
+    copies = {f"snapshot-{label}.safetensors": f"snapshot-{label}.safetensors" for label in SNAPSHOT_LABELS} | {"log.csv": "parent-log.csv"}
+    for source_name, target_name in copies.items():
+        if (parent_dir / source_name).exists() and not (run_dir / target_name).exists():
+            shutil.copyfile(parent_dir / source_name, run_dir / target_name)
     for label in SNAPSHOT_LABELS:
-        source = parent_dir / f"snapshot-{label}.safetensors"
-        if source.exists() and not (run_dir / source.name).exists():
-            shutil.copyfile(source, run_dir / source.name)
-        if source.exists() and label not in schedule.snapshots_taken:
+        if (run_dir / f"snapshot-{label}.safetensors").exists() and label not in schedule.snapshots_taken:
             schedule.snapshots_taken.append(label)
 
 
-def _log_with_parent(cfg: TrainConfig, run_dir: Path, parent: dict) -> Path:
+def _log_with_parent(run_dir: Path, parent: dict) -> Path:
     """The parent's log followed by this run's, steps and epochs counted from the parent's start (one curve)."""
-    with open(registry.checkpoint_dir(cfg.init_from, cfg.checkpoint_root) / "log.csv", newline="") as handle:
+    with open(run_dir / "parent-log.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     with open(run_dir / "log.csv", newline="") as handle:
         for row in csv.DictReader(handle):
@@ -353,7 +355,7 @@ def _log_with_parent(cfg: TrainConfig, run_dir: Path, parent: dict) -> Path:
 
 def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent) -> Path:
     info = dataset_info(cfg.dataset)
-    extra = {"log.csv": _log_with_parent(cfg, run_dir, parent) if parent else run_dir / "log.csv"}
+    extra = {"log.csv": _log_with_parent(run_dir, parent) if parent else run_dir / "log.csv"}
     snapshots = {}
     for label in SNAPSHOT_LABELS:
         path = run_dir / f"snapshot-{label}.safetensors"

@@ -292,7 +292,7 @@ def main(cfg: TrainConfig) -> Path:
     best = BestWeights()
     run = RunState(run_dir, model=model, optimizer=optimizer, best=best)
     start = run.restore()
-    parent = initialise_from(cfg, model, start, device)  # the report trained 10 + 10 epochs, and the simplex model from the coarse one
+    parent = initialise_from(cfg, model, start, run_dir, device)  # the report trained 10 + 10 epochs, and the simplex model from the coarse one
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     batches = Batches(cfg, data["train"], device)
     validation_clean = data["validation"].floats().to(device)
