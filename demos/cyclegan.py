@@ -24,11 +24,12 @@ from demos import cards
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.cyclegan import CycleGAN, load_snapshot
-from training.data.cyclegan import DATASETS
+from training.data import DatasetMissing
+from training.data.cyclegan import DATASETS, image_files
 
 TITLE = "Apple ↔ Orange, Summer ↔ Winter (CycleGAN)"
 CHECKPOINTS = [f"cyclegan-{name}" for name in DATASETS]
-ASSETS = Path(__file__).parent / "assets" / "cyclegan"
+EXAMPLES_PER_DOMAIN = 4  # test images per domain offered as one-click examples
 STAGES = ("early", "middle", "final")  # the progress slider's positions
 RESOLUTIONS = (128, 256)
 ERROR_MAP_MAX = 0.3  # |F(G(x)) − x| at or above this is drawn in the brightest colour
@@ -214,13 +215,17 @@ def loss_plot(dataset: str):
     )
 
 
-def example_rows() -> list[list]:
-    """[image path, dataset, direction label] for every shipped example (test-split images)."""
+def example_rows(per_domain: int = EXAMPLES_PER_DOMAIN) -> list[list]:
+    """[image path, dataset, direction] for the first test images of each domain, read from the data root
+    (NNDL_DATA_ROOT or ../shared/data); a dataset that is not there simply has no examples."""
     rows = []
-    for dataset, info in DATASETS.items():
-        directions = {info.domain_a: "a2b", info.domain_b: "b2a"}  # files are named <domain>_<source name>.jpg
-        for path in sorted((ASSETS / dataset).glob("*.jpg")):
-            rows.append([str(path), dataset, directions[path.name.split("_")[0]]])
+    for dataset in DATASETS:
+        for split, direction in (("testA", "a2b"), ("testB", "b2a")):
+            try:
+                files = image_files(dataset, split)[:per_domain]
+            except DatasetMissing:
+                continue
+            rows += [[str(path), dataset, direction] for path in files]
     return rows
 
 
@@ -291,10 +296,13 @@ def build() -> None:
                 errors = gr.Image(label="cycle error |F(G(x)) − x|", interactive=False)
             summary = gr.Markdown()
     rows = example_rows()
-    gr.Examples(
-        rows, inputs=[image, dataset, direction], label="test-split examples (click one, then Translate)", examples_per_page=16,
-        example_labels=[f"{direction_label(dataset_name, way)}: {Path(path).stem.split('_', 1)[1]}" for path, dataset_name, way in rows],
-    )
+    if rows:
+        gr.Examples(
+            rows, inputs=[image, dataset, direction], label="test-split examples (click one, then Translate)", examples_per_page=16,
+            example_labels=[f"{direction_label(dataset_name, way)}: {Path(path).stem}" for path, dataset_name, way in rows],
+        )
+    else:
+        gr.Markdown("*One-click examples appear when the CycleGAN test images are under the data root (`NNDL_DATA_ROOT`, see README, 'Data').*")
     with gr.Accordion("Training and measurements", open=True):
         measurements = gr.Markdown(measurements_markdown(first))
         curves = gr.Plot(loss_plot(first), label="training losses (per-interval means)")

@@ -29,7 +29,7 @@ from models.cyclegan import (
 from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
 from training import cyclegan as training
 from training.data import DatasetMissing
-from training.data.cyclegan import load_split, random_crop_flip
+from training.data.cyclegan import DATASETS, load_split, random_crop_flip
 
 TINY_GENERATOR = CycleGANGeneratorConfig(filters=4, residual_blocks=1, image_size=32)
 
@@ -170,6 +170,18 @@ def test_continued_run_keeps_parent_snapshots_and_one_log(tmp_path, one_thread):
     assert steps == sorted(steps) and steps[-1] == 2 * parent_card["steps"]
 
 
+def test_continued_run_interrupted_after_saving_under_the_parents_name_still_names_its_parent(tmp_path, one_thread):
+    parent = training.main(_dry_config(tmp_path, "parent"))
+    parent_card = json.loads((parent / "card.json").read_text())
+    child_config = dataclasses.replace(_dry_config(tmp_path, "child"), checkpoint_root=str(parent.parent), init_from=parent.name)
+    training.main(dataclasses.replace(child_config, max_minutes=1e-9))  # stops after one step, overwriting the parent
+    card = json.loads((training.main(child_config) / "card.json").read_text())
+    assert card["initialised_from"]["steps"] == parent_card["steps"]
+    assert card["epochs_trained"] == pytest.approx(2 * parent_card["epochs_trained"])
+    steps = [int(row["step"]) for row in csv.DictReader(open(parent.parent / parent.name / "log.csv"))]
+    assert steps == sorted(steps) and steps[-1] == 2 * parent_card["steps"]
+
+
 def _write_layout(root, dataset="apple2orange", folder="cyclegan/apple2orange", count=3, size=40):
     rng = np.random.default_rng(0)
     for split in ("trainA", "trainB", "testA", "testB"):
@@ -249,8 +261,12 @@ def test_adapter_answers_bad_uploads_with_messages(tmp_path, tiny_demo):
         demo._translate(str(files["rgba"]), "apple2orange", "sideways", 128, 2, 0.0)
 
 
-def test_examples_cover_both_datasets_and_directions():
+def test_examples_cover_both_datasets_and_directions(tmp_path, monkeypatch):
+    for dataset, info in DATASETS.items():
+        _write_layout(tmp_path, dataset=dataset, folder=info.folder, count=5, size=128)
+    monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path))
     rows = demo.example_rows()
+    assert len(rows) == 4 * demo.EXAMPLES_PER_DOMAIN
     assert {(dataset, direction) for _, dataset, direction in rows} == {
         ("apple2orange", "a2b"), ("apple2orange", "b2a"), ("summer2winter", "a2b"), ("summer2winter", "b2a"),
     }
@@ -258,6 +274,9 @@ def test_examples_cover_both_datasets_and_directions():
     for path, _, _ in rows:
         with Image.open(path) as image:
             assert image.size == (128, 128)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path / "empty"))
+    assert demo.example_rows() == []  # no data here: the tab shows a note instead of examples
 
 
 def test_tab_builds_and_shows_card_metrics_beside_the_report(checkpoint_root):
