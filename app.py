@@ -12,9 +12,8 @@ import os
 
 import gradio as gr
 
-from demos import overview
+from demos import examples, overview
 from models import registry
-from training.data import DatasetMissing, data_root
 
 
 def _demo_modules():
@@ -63,13 +62,6 @@ def build_app() -> gr.Blocks:
     return app
 
 
-def data_roots() -> list[str]:
-    try:
-        return [str(data_root())]
-    except DatasetMissing:
-        return []
-
-
 if __name__ == "__main__":
     # Two requests at a time, one intra-op thread each: on a 2-core machine (a free Space, this course's laptops)
     # OpenMP threads of concurrent requests otherwise fight for the cores and every request gets slower.
@@ -79,5 +71,5 @@ if __name__ == "__main__":
     build_app().queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        allowed_paths=data_roots(),  # the tabs' one-click examples are test images read from the data root
+        allowed_paths=examples.allowed_paths(),  # the tabs' one-click examples: test images from the data root
     )

@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     else:
         cifar_model, note = CifarResNet(ResNetConfig()).eval(), f"{name} missing: a freshly initialised ResNet-20 (same cost)"
     generator = demo.load_model(demo.ADVGAN) if registry.available(demo.ADVGAN) else None
-    cifar_image = Image.open(demo.ASSETS / "cifar10-cat.png").convert("RGB")
-    photo = Image.open(demo.ASSETS / "photo-chelsea.jpg").convert("RGB")
+    pictures = {path.stem: path for path in demo.example_images()}
+    photo = Image.open(pictures["photo-chelsea"]).convert("RGB")
+    cifar_image = Image.open(pictures["cifar10-cat"]).convert("RGB") if "cifar10-cat" in pictures else photo  # same cost
     imagenet = demo.load_model("imagenet")
     fgsm, pgd, advgan = (demo.AttackSettings(attack=attack, steps=10) for attack in ("FGSM", "PGD (L∞)", "AdvGAN"))
     cases = {

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (the app uses 1 per request)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    example = str(sorted(demo.ASSETS.glob("mnist_test_*.png"))[0])
+    if not demo.example_digits():
+        parser.error("the benchmark translates an MNIST test digit: MNIST and MNIST-M must be under the data root")
+    example = str(demo.example_digits()[0])
     demo.load_models()  # loading is once per process, not per request
     seeds = iter(range(10**9))
     timing = latencies(lambda: demo._translate_upload(example, next(seeds), args.styles), args.runs)

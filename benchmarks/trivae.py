@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    image, mask = demo.examples()[0]
+    if not demo.example_slices():
+        parser.error("the benchmark analyses an LGG test slice: the LGG data must be under the data root")
+    image, mask = demo.example_slices()[0]
     results = {}
     for label, name in demo.MODELS.items():
         if registry.available(name):

@@ -23,13 +23,16 @@ from PIL import Image
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+import skimage.data
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from demos import cards
+from demos import cards, examples
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.attacks import CIFAR10_CLASSES
+from training.data import DatasetMissing
+from training.data.attacks import load_cifar
 
 TITLE = "Adversarial attacks (FGSM, PGD, CW, DeepFool, AdvGAN)"
 CLASSIFIERS = {
@@ -43,7 +46,6 @@ CHECKPOINTS = [name for name in CLASSIFIERS.values() if name != "imagenet"] + [A
 ATTACKS = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)", "DeepFool", "AdvGAN")
 TARGETED = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)")  # torchattacks supports a target label for these
 CAM_METHODS = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "HiResCAM": HiResCAM, "XGradCAM": XGradCAM, "LayerCAM": LayerCAM, "EigenCAM": EigenCAM}
-ASSETS = Path(__file__).parent / "assets" / "attacks"
 IMAGENET_SIZE = 224
 UNTARGETED = "untargeted"
 DISPLAY_SIZE = 192  # 32×32 images are shown enlarged (nearest neighbour) so pixels stay visible
@@ -394,6 +396,19 @@ def _target_choices(model_label):
     return gr.Dropdown(choices=[UNTARGETED] + names, value=UNTARGETED)
 
 
+@functools.cache
+def example_images() -> list[Path]:
+    """The first CIFAR-10 test image of each class, from the data root (as PNGs in the example cache: the official
+    release is pickled arrays), then two photos for the ImageNet model: scikit-image's bundled samples."""
+    try:
+        images, labels, classes = load_cifar("cifar10", "test", limit_per_class=1)
+    except DatasetMissing:
+        images, labels, classes = [], [], []
+    pictures = {f"cifar10-{classes[label]}": image.permute(1, 2, 0).numpy() for image, label in zip(images, labels)}
+    pictures |= {"photo-chelsea": skimage.data.chelsea(), "photo-coffee": skimage.data.coffee()}
+    return examples.write_pngs("attacks", pictures)
+
+
 def build() -> None:
     gr.Markdown(
         f"## {TITLE}\nPick a model and an image (a CIFAR-10 test image, or any photo for the ImageNet model; photos are "
@@ -405,7 +420,9 @@ def build() -> None:
         with gr.Column(scale=1):
             model = gr.Dropdown(list(CLASSIFIERS), value=next(iter(CLASSIFIERS)), label="model")
             image = image_upload(label="image", sources=["upload", "clipboard"], height=220)
-            gr.Examples([[str(path)] for path in sorted(ASSETS.glob("*.*"))], inputs=[image], label="CIFAR-10 test images and two photos")
+            gr.Examples([[str(path)] for path in example_images()], inputs=[image], label="CIFAR-10 test images and two photos")
+            if not any(path.stem.startswith("cifar10") for path in example_images()):
+                gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
         with gr.Column(scale=1):
             attack = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")
             epsilon = gr.Slider(0, 32, value=8, step=0.5, label="ε (L∞, in /255): FGSM, PGD L∞, AdvGAN")
@@ -442,4 +459,4 @@ def build() -> None:
 if __name__ == "__main__":
     with gr.Blocks(title=TITLE) as demo:
         build()
-    demo.launch()
+    demo.launch(allowed_paths=examples.allowed_paths())

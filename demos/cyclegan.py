@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from demos import cards
+from demos import cards, examples
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.cyclegan import CycleGAN, load_snapshot
@@ -302,7 +302,7 @@ def build() -> None:
             example_labels=[f"{direction_label(dataset_name, way)}: {Path(path).stem}" for path, dataset_name, way in rows],
         )
     else:
-        gr.Markdown("*One-click examples appear when the CycleGAN test images are under the data root (`NNDL_DATA_ROOT`, see README, 'Data').*")
+        gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
     with gr.Accordion("Training and measurements", open=True):
         measurements = gr.Markdown(measurements_markdown(first))
         curves = gr.Plot(loss_plot(first), label="training losses (per-interval means)")
@@ -317,4 +317,4 @@ def build() -> None:
 if __name__ == "__main__":
     with gr.Blocks(title=TITLE) as demo:
         build()
-    demo.launch()
+    demo.launch(allowed_paths=examples.allowed_paths())

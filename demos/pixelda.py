@@ -18,14 +18,15 @@ import torch
 from PIL import Image
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from demos import examples
 from demos.cards import card_summary, comparison_table, plot_curves
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
-from training.data.digits import mnist_to_rgb32
+from training.data import DatasetMissing, user_cache_dir
+from training.data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
 
 TITLE = "MNIST → MNIST-M (PixelDA)"
 CHECKPOINTS = ["pixelda-generator", "pixelda-source-only", "pixelda-adapted"]
-ASSETS = Path(__file__).parent / "assets" / "pixelda"
 EXAMPLE_PATTERN = re.compile(r"mnist_test_(\d{4})\.png$")
 DISPLAY_SIZE = 128  # 32 px images are shown enlarged (nearest neighbour: the pixels stay visible)
 
@@ -104,15 +105,31 @@ def adapt(models: PixelDAModels, digit: torch.Tensor, seed: int = 0, styles: int
     )
 
 
+@functools.cache
+def example_digits() -> list[Path]:
+    """The first MNIST test digit of each class, 0 to 9, as PNGs in the example cache, each with the MNIST-M test
+    image of the same index beside it (MNIST-M test[i] is MNIST test[i] restyled); [] without the data."""
+    try:
+        digits, labels = load_mnist("test")
+        indices = [int(labels.eq(digit).nonzero()[0]) for digit in range(10)]
+        mnist_m, _ = load_mnist_m("test", limit=max(indices) + 1)
+    except DatasetMissing:
+        return []
+    pngs = {f"mnist_test_{i:04d}": digits[i].numpy() for i in indices}
+    pngs |= {f"mnist_m_test_{i:04d}": mnist_m[i].permute(1, 2, 0).numpy() for i in indices}
+    return examples.write_pngs("pixelda", pngs)[: len(indices)]
+
+
 def matching_mnist_m(path: str | None) -> np.ndarray | None:
-    """The real MNIST-M test image with the same index, when the input is one of the shipped test digits."""
+    """The real MNIST-M test image with the same index, when the input is one of the example test digits."""
     match = EXAMPLE_PATTERN.search(Path(path).name) if path else None
     if not match:
         return None
-    original = ASSETS / match.group(0)
-    if not original.exists() or original.read_bytes() != Path(path).read_bytes():
+    folder = user_cache_dir("examples", "pixelda")
+    original, restyled = folder / match.group(0), folder / f"mnist_m_test_{match.group(1)}.png"
+    if not (original.exists() and restyled.exists()) or original.read_bytes() != Path(path).read_bytes():
         return None  # same name, different file: not the test digit
-    return np.asarray(Image.open(ASSETS / f"mnist_m_test_{match.group(1)}.png").convert("RGB"))
+    return np.asarray(Image.open(restyled).convert("RGB"))
 
 
 def _enlarge(image: np.ndarray) -> Image.Image:
@@ -207,7 +224,10 @@ def build() -> None:
         with gr.Column(scale=1):
             with gr.Tab("Upload or pick"):
                 upload = image_upload(label="Digit image (any size or format)", sources=["upload", "clipboard"], height=220)
-                gr.Examples(examples=sorted(str(p) for p in ASSETS.glob("mnist_test_*.png")), inputs=upload, label="MNIST test digits")
+                if example_digits():
+                    gr.Examples(examples=[str(p) for p in example_digits()], inputs=upload, label="MNIST test digits (the first of each class)")
+                else:
+                    gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
                 upload_button = gr.Button("Translate", variant="primary")
             with gr.Tab("Draw"):
                 sketch = gr.Sketchpad(label="Draw a digit", canvas_size=(280, 280), type="numpy", image_mode="RGBA")

@@ -7,6 +7,7 @@ Run alone: `python -m demos.trivae`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,14 @@ import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from demos import cards
+from demos import cards, examples
 from demos.uploads import UploadError, read_image
 from models import registry
 from models.trivae import TriVAE, anomaly_maps, brain_mask, prepare_slice
-from training.data.trivae import VolumeError, add_noise, axial_slice, read_volume, simplex_noise_report
+from evaluation.trivae import BASELINE_FILE
+from training.data import DatasetMissing, dataset_dir
+from training.data.trivae import (BRATS_SLICES, LGG, VolumeError, add_noise, axial_slice, foreground_fraction, lgg_patients, read_volume,
+                                  simplex_noise_report, split_patients)
 
 TITLE = "Brain-tumour residual maps (VAE / Tri-VAE)"
 MODELS = {
@@ -35,20 +39,40 @@ MODELS = {
 }
 CHECKPOINTS = ["trivae-vae", "trivae-trivae-coarse", "trivae-trivae-simplex"]
 REPORT_DICE = {"trivae-vae": 0.2859, "trivae-trivae-coarse": 0.4791, "trivae-trivae-simplex": 0.5081}
-ASSETS = Path(__file__).resolve().parent / "assets" / "trivae"
 CITATION = (
     "Data: LGG FLAIR slices (Buda et al., *Computers in Biology and Medicine* 2019; Mazurowski et al. 2017; TCGA-LGG), "
     "BraTS 2021 slices (Baid et al. 2021), IXI (CC BY-SA 3.0). Research/education use; not a medical device."
 )
 
 
+def _tumour_pixels(mask_path: Path) -> int:
+    with Image.open(mask_path) as mask:
+        return int(np.count_nonzero(np.asarray(mask)))
+
+
 @functools.cache
-def examples() -> list[tuple[str, str]]:
-    """(image path, mask path) of the bundled slices: LGG test-patient slices and BraTS 2021 slices."""
-    images = [p for p in ASSETS.glob("*.png") if not p.stem.endswith("_mask")]
-    tumour = lambda p: np.asarray(Image.open(p.with_name(p.stem + "_mask.png"))).any()  # noqa: E731
-    images.sort(key=lambda p: (not tumour(p), not p.name.startswith("lgg"), p.name))  # LGG tumours, BraTS, healthy
-    return [(str(p), str(p.with_name(p.stem + "_mask.png"))) for p in images]
+def example_slices(lgg_tumours: int = 4, brats: int = 2) -> list[tuple[str, str]]:
+    """(image path, mask path) in the data root: the largest-tumour slice of each of the first `lgg_tumours` LGG test
+    patients (the training split, seed 0), the first `brats` BraTS 2021 slices, and the tumour-free slice of the
+    first test patient with the most head in it. Whatever part of the data is missing is left out."""
+    slices, healthy = [], []
+    with contextlib.suppress(DatasetMissing):
+        root = dataset_dir(LGG)
+        for patient in split_patients(lgg_patients(), seed=0)["test"]:
+            pairs = [(p, p.with_name(p.stem + "_mask.png")) for p in sorted((root / patient).glob("*.png")) if not p.stem.endswith("_mask")]
+            pairs = [pair for pair in pairs if pair[1].exists()]
+            areas = [_tumour_pixels(mask) for _, mask in pairs]
+            if not healthy:
+                tumour_free = [pair for pair, area in zip(pairs, areas) if area == 0]
+                healthy = [max(tumour_free, key=lambda pair: foreground_fraction(np.asarray(Image.open(pair[0]).convert("L"))))]
+            if len(slices) < lgg_tumours and max(areas, default=0) > 0:
+                slices.append(pairs[int(np.argmax(areas))])
+            if len(slices) == lgg_tumours:
+                break
+    with contextlib.suppress(DatasetMissing):
+        folder = dataset_dir(BRATS_SLICES)
+        slices += [(p, folder / "masks" / p.name) for p in sorted((folder / "images").glob("*.png")) if (folder / "masks" / p.name).exists()][:brats]
+    return [(str(image), str(mask)) for image, mask in slices + healthy]
 
 
 @functools.cache
@@ -179,11 +203,10 @@ def results_table() -> str:
         pair = f"{lgg['auroc']:.3f} / {lgg['auprc']:.3f}" if lgg else None
         rows.append((label, REPORT_DICE.get(name), brats.get("mean_slice_dice"), brats.get("best_dice"),
                      lgg.get("mean_slice_dice"), lgg.get("best_dice"), pair))
-    baseline_file = ASSETS / "intensity_baseline.json"
-    if baseline_file.exists():  # written by `python -m evaluation.trivae --baseline`
+    if BASELINE_FILE.exists():  # written by `python -m evaluation.trivae --baseline`
         import json
 
-        baseline = json.loads(baseline_file.read_text())
+        baseline = json.loads(BASELINE_FILE.read_text())
         brats, lgg = baseline["brats21"]["median5"], baseline["lgg_test"]["median5"]
         rows.append(("*No model: FLAIR intensity*", None, brats["mean_slice_dice"], brats["best_dice"], lgg["mean_slice_dice"],
                      lgg["best_dice"], f"{lgg['auroc']:.3f} / {lgg['auprc']:.3f}"))
@@ -240,7 +263,7 @@ def _load_file(path):
 
 
 def _pick_example(event: gr.SelectData):
-    image, mask = examples()[event.index]
+    image, mask = example_slices()[event.index]
     return image, mask, gr.update(visible=False, value=-1)
 
 
@@ -269,10 +292,13 @@ def build() -> None:
                 "the residual |x − x̂| inside the brain, median-filtered and thresholded, marks the tumour. " + CITATION)
     with gr.Row():
         with gr.Column(scale=1):
-            gallery = gr.Gallery(value=[(image, Path(image).stem) for image, _ in examples()], label="Test slices (LGG test patients, BraTS 2021)",
+            first_image, first_mask = example_slices()[0] if example_slices() else (None, None)
+            gallery = gr.Gallery(value=[(image, Path(image).stem) for image, _ in example_slices()], label="Test slices (LGG test patients, BraTS 2021)",
                                  columns=4, height=220, allow_preview=False)
-            upload = gr.File(label="Slice (PNG / JPG) or NIfTI volume (.nii / .nii.gz)", value=examples()[0][0], elem_id="trivae-upload")
-            mask_upload = gr.File(label="Ground-truth mask (optional; PNG, or a NIfTI segmentation for a volume)", value=examples()[0][1])
+            if not example_slices():
+                gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
+            upload = gr.File(label="Slice (PNG / JPG) or NIfTI volume (.nii / .nii.gz)", value=first_image, elem_id="trivae-upload")
+            mask_upload = gr.File(label="Ground-truth mask (optional; PNG, or a NIfTI segmentation for a volume)", value=first_mask)
             slice_index = gr.Slider(-1, 1, value=-1, step=1, label="Axial slice", visible=False)
             model = gr.Dropdown(list(MODELS), value=first, label="Model")
             threshold = gr.Slider(0, 1, value=default_threshold(start_model, start_filter), step=0.001,
@@ -280,8 +306,9 @@ def build() -> None:
             filter_size = gr.Slider(1, 7, value=start_filter, step=2, label="Median filter size (1 = none)")
             run = gr.Button("Detect", variant="primary")
         with gr.Column(scale=2):
-            first_image, first_mask = examples()[0]
-            initial = _analyse(first_image, first_mask, -1, first, default_threshold(start_model, start_filter), start_filter)
+            initial = [None] * 5 + [""]
+            if first_image:
+                initial = _analyse(first_image, first_mask, -1, first, default_threshold(start_model, start_filter), start_filter)
             with gr.Row():
                 shown = gr.Image(initial[0], label="Input (normalised, cropped)", height=220)
                 reconstruction = gr.Image(initial[1], label="Reconstruction x̂ (z = μ)", height=220)
@@ -328,4 +355,4 @@ def build() -> None:
 if __name__ == "__main__":
     with gr.Blocks(title=TITLE) as demo:
         build()
-    demo.launch()
+    demo.launch(allowed_paths=examples.allowed_paths())

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.skipif(
     not all(registry.available(name) for name in demo.CHECKPOINTS),
     reason="attacks checkpoints are not trained here (python -m training.attacks, or scripts/gpu_attacks.sh)",
 )
-CAT = str(demo.ASSETS / "cifar10-cat.png")
+EXAMPLES = {path.stem: str(path) for path in demo.example_images()}
+needs_cifar = pytest.mark.skipif("cifar10-cat" not in EXAMPLES, reason="CIFAR-10 test data not under the data root")
 STANDARD = "ResNet-20, standard training (CIFAR-10)"
 
 
@@ -22,11 +23,12 @@ def _arguments(path, model=STANDARD, attack="PGD (L∞)"):
     return (model, path, attack, 8, 2, 10, 0.5, 1.0, demo.UNTARGETED, "Grad-CAM")
 
 
+@needs_cifar
 def test_endpoint_attacks_a_cifar_image(app_url):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    outputs = client.predict(*_arguments(handle_file(CAT)), api_name="/attacks")
+    outputs = client.predict(*_arguments(handle_file(EXAMPLES["cifar10-cat"])), api_name="/attacks")
     original, perturbation, adversarial, before, after, summary, cam_before, cam_after = outputs
     for path in (original, perturbation, adversarial, cam_before, cam_after):
         with Image.open(path) as image:
@@ -39,7 +41,7 @@ def test_endpoint_attacks_a_photo_with_the_imagenet_model(app_url):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    photo = str(demo.ASSETS / "photo-coffee.jpg")
+    photo = EXAMPLES["photo-coffee"]
     outputs = client.predict(*_arguments(handle_file(photo), model="EfficientNet-Lite0 (ImageNet, any photo)", attack="FGSM"), api_name="/attacks")
     assert outputs[3]["label"] == "espresso"
 
@@ -59,7 +61,7 @@ def test_tab_in_the_browser(browser_page, app_url):
     page = browser_page
     page.goto(app_url)
     page.get_by_role("tab", name=demo.TITLE).click()
-    page.locator("input[type=file]").first.set_input_files(CAT)
+    page.locator("input[type=file]").first.set_input_files(EXAMPLES["cifar10-cat"])
     page.get_by_role("button", name="Attack", exact=True).click()
     page.get_by_text("PSNR =").first.wait_for(timeout=60_000)
     page.get_by_text("Perturbation shown ×").first.wait_for(timeout=30_000)

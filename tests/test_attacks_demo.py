@@ -25,15 +25,16 @@ def tiny_models():
 
 
 @pytest.fixture
-def cat_image():
-    return Image.open(demo.ASSETS / "cifar10-cat.png").convert("RGB")
+def picture():
+    """Any 32×32 picture will do for the tiny untrained models."""
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
 
 
 @pytest.mark.parametrize("attack", demo.ATTACKS)
-def test_every_attack_runs_and_reports(tiny_models, cat_image, attack):
+def test_every_attack_runs_and_reports(tiny_models, picture, attack):
     settings = demo.AttackSettings(attack=attack, steps=3)
     fractions = []
-    result = demo.attack_image(CIFAR, tiny_models[CIFAR], cat_image, settings, tiny_models[demo.ADVGAN], progress=fractions.append)
+    result = demo.attack_image(CIFAR, tiny_models[CIFAR], picture, settings, tiny_models[demo.ADVGAN], progress=fractions.append)
     assert result.original.shape == result.adversarial.shape == (32, 32, 3)
     assert 0 <= result.adversarial.min() and result.adversarial.max() <= 1
     assert len(result.top5_before) == 5 and abs(sum(result.top5_before.values())) <= 1 + 1e-5
@@ -45,19 +46,19 @@ def test_every_attack_runs_and_reports(tiny_models, cat_image, attack):
         assert fractions and fractions[-1] <= 1.0
 
 
-def test_fgsm_at_zero_epsilon_changes_nothing(tiny_models, cat_image):
-    result = demo.attack_image(CIFAR, tiny_models[CIFAR], cat_image, demo.AttackSettings(attack="FGSM", epsilon=0))
+def test_fgsm_at_zero_epsilon_changes_nothing(tiny_models, picture):
+    result = demo.attack_image(CIFAR, tiny_models[CIFAR], picture, demo.AttackSettings(attack="FGSM", epsilon=0))
     np.testing.assert_array_equal(result.adversarial, result.original)
     assert result.prediction_after == result.prediction_before and not result.success
     assert result.metrics["linf_255"] == 0 and result.metrics["psnr_db"] == float("inf")
 
 
-def test_targeted_attack_and_untargeted_only_attacks(tiny_models, cat_image):
+def test_targeted_attack_and_untargeted_only_attacks(tiny_models, picture):
     settings = demo.AttackSettings(attack="PGD (L∞)", epsilon=32, alpha=4, steps=20, target_class=3)
-    result = demo.attack_image(CIFAR, tiny_models[CIFAR], cat_image, settings)
+    result = demo.attack_image(CIFAR, tiny_models[CIFAR], picture, settings)
     assert "targeted at cat" in result.verdict
     with pytest.raises(ValueError, match="untargeted only"):
-        demo.attack_image(CIFAR, tiny_models[CIFAR], cat_image, demo.AttackSettings(attack="DeepFool", target_class=3))
+        demo.attack_image(CIFAR, tiny_models[CIFAR], picture, demo.AttackSettings(attack="DeepFool", target_class=3))
 
 
 @pytest.mark.parametrize("method", list(demo.CAM_METHODS))
@@ -71,9 +72,10 @@ def test_imagenet_model_classifies_real_photos():
     from models.imagenet import IMAGENET_CLASSES, imagenet_classifier
 
     model = imagenet_classifier()
-    expected = {"photo-chelsea.jpg": {"tabby", "tiger cat", "Egyptian cat", "Persian cat"}, "photo-coffee.jpg": {"espresso", "cup", "coffee mug"}}
+    photos = {path.stem: path for path in demo.example_images()}
+    expected = {"photo-chelsea": {"tabby", "tiger cat", "Egyptian cat", "Persian cat"}, "photo-coffee": {"espresso", "cup", "coffee mug"}}
     for file_name, classes in expected.items():
-        x = demo.to_tensor(Image.open(demo.ASSETS / file_name).convert("RGB"), demo.IMAGENET_SIZE)
+        x = demo.to_tensor(Image.open(photos[file_name]).convert("RGB"), demo.IMAGENET_SIZE)
         with torch.no_grad():
             top = IMAGENET_CLASSES[int(model(x).argmax())]
         assert top in classes, f"{file_name}: {top}"
@@ -81,7 +83,7 @@ def test_imagenet_model_classifies_real_photos():
 
 def test_imagenet_attack_through_the_channels_last_copy():
     model = demo.load_model("imagenet")
-    photo = Image.open(demo.ASSETS / "photo-coffee.jpg").convert("RGB")
+    photo = Image.open(demo.example_images()[-1]).convert("RGB")  # scikit-image's "coffee"
     result = demo.attack_image("imagenet", model, photo, demo.AttackSettings(attack="PGD (L2)", l2_epsilon=0.5, steps=2))
     assert result.adversarial.shape == (224, 224, 3) and result.metrics["l2"] <= 0.5 + 1e-3
     with pytest.raises(ValueError, match="DeepFool"):

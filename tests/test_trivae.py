@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -350,8 +351,35 @@ def demo(monkeypatch):
     return demo_module
 
 
-def test_demo_analyse_gives_every_panel_and_a_live_dice(demo):
-    image, mask = demo.examples()[0]
+@pytest.fixture
+def tumour_slice(tmp_path):
+    """A generated 64 px slice with a tumour, and its mask, as PNG files."""
+    image, mask = _head(64, np.random.default_rng(1), tumour=True)
+    Image.fromarray(image).save(tmp_path / "slice.png")
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "slice_mask.png")
+    return str(tmp_path / "slice.png"), str(tmp_path / "slice_mask.png")
+
+
+def test_examples_are_test_patient_slices_from_the_data_root(tmp_path, monkeypatch):
+    from demos import trivae as demo_module
+
+    _write_lgg(tmp_path, patients=20)
+    monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path))
+    demo_module.example_slices.cache_clear()
+    try:
+        slices = demo_module.example_slices()
+    finally:
+        demo_module.example_slices.cache_clear()
+    test_patients = data.split_patients(data.lgg_patients(tmp_path), seed=0)["test"]
+    *tumours, healthy = slices
+    assert len(tumours) == len(test_patients) == 3  # one per test patient: every one has tumour slices; no BraTS here
+    for image, mask in slices:
+        assert Path(image).parent.name in test_patients and Path(mask).name == Path(image).stem + "_mask.png"
+    assert all(np.asarray(Image.open(mask)).any() for _, mask in tumours) and not np.asarray(Image.open(healthy[1])).any()
+
+
+def test_demo_analyse_gives_every_panel_and_a_live_dice(demo, tumour_slice):
+    image, mask = tumour_slice
     panels = demo._analyse(image, mask, -1, "Tri-VAE, coarse noise", 0.1, 5)
     assert panels[0].shape == (32, 32) and panels[2].shape == (32, 32, 3) and panels[3].shape == (32, 32, 3)
     assert panels[4] is not None and "Dice" in panels[5]
@@ -374,7 +402,7 @@ def test_demo_volume_slider_and_noise_playground(demo, tmp_path):
         assert noised.shape == healed.shape == (32, 32) and noise.shape == residual.shape == (32, 32, 3)
 
 
-def test_demo_bad_uploads_answer_with_messages(demo, tmp_path):
+def test_demo_bad_uploads_answer_with_messages(demo, tmp_path, tumour_slice):
     import gradio as gr
 
     from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
@@ -396,7 +424,7 @@ def test_demo_bad_uploads_answer_with_messages(demo, tmp_path):
     Image.new("L", (64, 64), 0).save(blank)
     with pytest.raises(gr.Error, match="blank"):
         demo._analyse(str(blank), None, -1, "Tri-VAE, coarse noise", 0.1, 5)
-    image, _ = demo.examples()[0]
+    image, _ = tumour_slice
     small_mask = tmp_path / "mask.png"
     Image.new("L", (10, 10), 0).save(small_mask)
     with pytest.raises(gr.Error, match="must match"):

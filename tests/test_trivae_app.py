@@ -18,7 +18,7 @@ def test_endpoint_returns_panels_and_dice(app_url):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    image, mask = demo.examples()[0]
+    image, mask = demo.example_slices()[0]
     label = "Tri-VAE, coarse noise"
     threshold = demo.default_threshold(demo.load_model(demo.MODELS[label]), 5)
     *panels, text = client.predict(handle_file(image), handle_file(mask), -1, label, threshold, 5, api_name="/trivae")

@@ -32,3 +32,10 @@ def dataset_dir(name: str, override: str | Path | None = None) -> Path:
     if not directory.is_dir():
         raise DatasetMissing(f"{directory} does not exist. Put the {name} dataset there, or point --data-root / NNDL_DATA_ROOT at a folder that has it.")
     return directory
+
+
+def user_cache_dir(*parts: str) -> Path:
+    """`$XDG_CACHE_HOME/nndl-studio/...` (default ~/.cache): files derived from the data root, never committed."""
+    directory = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "nndl-studio", *parts)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory

@@ -9,7 +9,6 @@ as the official PixelDA pipeline does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from PIL import Image
 
 from torchvision.datasets.utils import extract_archive
 
-from training.data import DatasetMissing, dataset_dir
+from training.data import DatasetMissing, dataset_dir, user_cache_dir
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -31,7 +30,7 @@ def _mnist_root(root: Path) -> Path:
     raw = root / "MNIST" / "raw"
     if all((raw / name).exists() for name in MNIST_FILES):
         return root
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nndl-studio" / "mnist"
+    cache = user_cache_dir("mnist")
     (cache / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
     for name in MNIST_FILES:
         if not (cache / "MNIST" / "raw" / name).exists():
