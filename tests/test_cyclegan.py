@@ -170,6 +170,18 @@ def test_continued_run_keeps_parent_snapshots_and_one_log(tmp_path, one_thread):
     assert steps == sorted(steps) and steps[-1] == 2 * parent_card["steps"]
 
 
+def test_continued_run_keeps_the_parents_resolution_whatever_its_crops(tmp_path, one_thread):
+    """A 128 px model fine-tuned on 96 px crops is still a 128 px model (evaluation and tests run it at 128)."""
+    tiny = training._tiny_config(training.TrainConfig())
+    generator = CycleGANGeneratorConfig(filters=tiny.filters, residual_blocks=tiny.residual_blocks, upsampling=tiny.upsampling, image_size=48)
+    root = tmp_path / "checkpoints"
+    registry.save(CycleGAN(CycleGANConfig(generator=generator, dataset="apple2orange", domain_a="apple", domain_b="orange")),
+                  "cyclegan-apple2orange", root=root, card={})
+    child = training.main(dataclasses.replace(_dry_config(tmp_path, "child"), checkpoint_root=str(root), init_from="cyclegan-apple2orange"))
+    assert json.loads((child / "card.json").read_text())["train_config"]["image_size"] == 32  # the dry run's crops
+    assert registry.load("cyclegan-apple2orange", root=root).config.generator.image_size == 48
+
+
 def test_continued_run_interrupted_after_saving_under_the_parents_name_still_names_its_parent(tmp_path, one_thread):
     parent = training.main(_dry_config(tmp_path, "parent"))
     parent_card = json.loads((parent / "card.json").read_text())

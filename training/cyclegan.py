@@ -230,7 +230,10 @@ def main(cfg: TrainConfig) -> Path:
     num_a, num_b = len(data["A"]), len(data["B"])
     schedule = Schedule(cfg, steps_per_epoch=max(num_a, num_b) // cfg.batch_size)
 
-    generator_config = CycleGANGeneratorConfig(filters=cfg.filters, residual_blocks=cfg.residual_blocks, upsampling=cfg.upsampling, image_size=cfg.image_size)
+    # The model's own resolution (what evaluation and the tests run it at) is the crop size of a fresh run; a continued
+    # run keeps its parent's, whatever crop size it trains on.
+    native_size = registry.load(cfg.init_from, root=cfg.checkpoint_root).config.generator.image_size if cfg.init_from else cfg.image_size
+    generator_config = CycleGANGeneratorConfig(filters=cfg.filters, residual_blocks=cfg.residual_blocks, upsampling=cfg.upsampling, image_size=native_size)
     model = CycleGAN(CycleGANConfig(generator=generator_config, dataset=info.name, domain_a=info.domain_a, domain_b=info.domain_b)).to(device)
     discriminator_config = CycleGANDiscriminatorConfig(filters=cfg.discriminator_filters)
     d_a, d_b = CycleGANDiscriminator(discriminator_config).to(device), CycleGANDiscriminator(discriminator_config).to(device)
@@ -337,13 +340,16 @@ def _inherit_parent_files(cfg: TrainConfig, run_dir: Path, schedule: Schedule) -
 
 
 def _log_with_parent(run_dir: Path, parent: dict) -> Path:
-    """The parent's log followed by this run's, steps and epochs counted from the parent's start (one curve)."""
-    with open(run_dir / "parent-log.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    """The parent's log followed by this run's, steps and epochs counted from the parent's start (one curve). A parent
+    without a log or a card (weights from elsewhere) gives this run's log alone, offset by whatever the card says."""
+    rows = []
+    if (run_dir / "parent-log.csv").exists():
+        with open(run_dir / "parent-log.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
     with open(run_dir / "log.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            row["step"] = int(row["step"]) + int(parent["steps"])
-            row["epoch"] = float(row["epoch"]) + float(parent["epochs_trained"])
+            row["step"] = int(row["step"]) + int(parent.get("steps") or 0)
+            row["epoch"] = float(row["epoch"]) + float(parent.get("epochs_trained") or 0)
             rows.append(row)
     path = run_dir / "log-with-parent.csv"
     with open(path, "w", newline="") as handle:
