@@ -420,7 +420,7 @@ def build() -> None:
         with gr.Column(scale=1):
             model = gr.Dropdown(list(CLASSIFIERS), value=next(iter(CLASSIFIERS)), label="model")
             image = image_upload(label="image", sources=["upload", "clipboard"], height=220)
-            gr.Examples([[str(path)] for path in example_images()], inputs=[image], label="CIFAR-10 test images and two photos")
+            gr.Examples([[str(path)] for path in example_images()], inputs=[image], label="CIFAR-10 test images and two photos", examples_per_page=12)
             if not any(path.stem.startswith("cifar10") for path in example_images()):
                 gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
         with gr.Column(scale=1):

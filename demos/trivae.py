@@ -53,8 +53,9 @@ def _tumour_pixels(mask_path: Path) -> int:
 @functools.cache
 def example_slices(lgg_tumours: int = 4, brats: int = 2) -> list[tuple[str, str]]:
     """(image path, mask path) in the data root: the largest-tumour slice of each of the first `lgg_tumours` LGG test
-    patients (the training split, seed 0), the first `brats` BraTS 2021 slices, and the tumour-free slice of the
-    first test patient with the most head in it. Whatever part of the data is missing is left out."""
+    patients (the training split, seed 0), largest tumour first (the tab opens on the clearest case), the first
+    `brats` BraTS 2021 slices, and the tumour-free slice of the first test patient with the most head in it.
+    Whatever part of the data is missing is left out."""
     slices, healthy = [], []
     with contextlib.suppress(DatasetMissing):
         root = dataset_dir(LGG)
@@ -66,9 +67,10 @@ def example_slices(lgg_tumours: int = 4, brats: int = 2) -> list[tuple[str, str]
                 tumour_free = [pair for pair, area in zip(pairs, areas) if area == 0]
                 healthy = [max(tumour_free, key=lambda pair: foreground_fraction(np.asarray(Image.open(pair[0]).convert("L"))))]
             if len(slices) < lgg_tumours and max(areas, default=0) > 0:
-                slices.append(pairs[int(np.argmax(areas))])
+                slices.append((max(areas), pairs[int(np.argmax(areas))]))
             if len(slices) == lgg_tumours:
                 break
+        slices = [pair for _, pair in sorted(slices, key=lambda item: -item[0])]
     with contextlib.suppress(DatasetMissing):
         folder = dataset_dir(BRATS_SLICES)
         slices += [(p, folder / "masks" / p.name) for p in sorted((folder / "images").glob("*.png")) if (folder / "masks" / p.name).exists()][:brats]

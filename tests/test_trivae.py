@@ -375,7 +375,8 @@ def test_examples_are_test_patient_slices_from_the_data_root(tmp_path, monkeypat
     assert len(tumours) == len(test_patients) == 3  # one per test patient: every one has tumour slices; no BraTS here
     for image, mask in slices:
         assert Path(image).parent.name in test_patients and Path(mask).name == Path(image).stem + "_mask.png"
-    assert all(np.asarray(Image.open(mask)).any() for _, mask in tumours) and not np.asarray(Image.open(healthy[1])).any()
+    areas = [np.count_nonzero(np.asarray(Image.open(mask))) for _, mask in tumours]
+    assert min(areas) > 0 and areas == sorted(areas, reverse=True) and not np.asarray(Image.open(healthy[1])).any()
 
 
 def test_demo_analyse_gives_every_panel_and_a_live_dice(demo, tumour_slice):
