@@ -1,7 +1,7 @@
 """One-click examples are test images read from the data root, never copies shipped with the code.
 
 Datasets stored as files (CycleGAN photos, MNIST-M, the LGG and BraTS slices) are shown in place. Datasets stored as
-arrays in their official release (MNIST's IDX files, CIFAR's pickles) are written once as PNGs to the user cache.
+arrays in their official release (MNIST's IDX files, CIFAR's pickles) are written as PNGs to the user cache at start.
 The app lets Gradio serve both folders (`allowed_paths`). Without the data, a tab has no examples and says so.
 """
 

@@ -63,8 +63,8 @@ def example_slices(lgg_tumours: int = 4, brats: int = 2) -> list[tuple[str, str]
             pairs = [(p, p.with_name(p.stem + "_mask.png")) for p in sorted((root / patient).glob("*.png")) if not p.stem.endswith("_mask")]
             pairs = [pair for pair in pairs if pair[1].exists()]
             areas = [_tumour_pixels(mask) for _, mask in pairs]
-            if not healthy:
-                tumour_free = [pair for pair, area in zip(pairs, areas) if area == 0]
+            tumour_free = [pair for pair, area in zip(pairs, areas) if area == 0]
+            if not healthy and tumour_free:
                 healthy = [max(tumour_free, key=lambda pair: foreground_fraction(np.asarray(Image.open(pair[0]).convert("L"))))]
             if len(slices) < lgg_tumours and max(areas, default=0) > 0:
                 slices.append((max(areas), pairs[int(np.argmax(areas))]))

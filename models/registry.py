@@ -203,13 +203,23 @@ def available(name: str, root: Path | str | None = None) -> bool:
     return (root / name / "model.safetensors").exists()
 
 
+def _meta(directory: Path) -> dict:
+    try:
+        return json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{directory}/config.json is unreadable: {error}") from error
+
+
+def load_config(name: str, root: Path | str | None = None):
+    """The checkpoint's architecture config, without reading its weights."""
+    meta = _meta(checkpoint_dir(name, root))
+    return config_from_dict(_module_class(meta["architecture"])[1], meta["config"])
+
+
 def load(name: str, *, root: Path | str | None = None, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the module, check the weights' sha256, load strictly, return it in eval mode as float32."""
     directory = checkpoint_dir(name, root)
-    try:
-        meta = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{directory}/config.json is unreadable: {error}") from error
+    meta = _meta(directory)
     weights = directory / "model.safetensors"
     if _sha256(weights) != meta.get("sha256"):
         raise CheckpointError(f"{weights} does not match the sha256 in its config.json (corrupt or replaced). Re-train or re-download it.")

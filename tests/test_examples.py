@@ -1,14 +1,12 @@
 """One-click examples come from the data root: written PNGs round-trip, the app may serve them, and every tab
 still builds (and says why it has no examples) when there is no data at all."""
 
-import importlib
-
 import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
-from demos import examples, overview
+from demos import examples
 from models import registry
 
 
@@ -30,17 +28,15 @@ def test_written_examples_round_trip_in_order_and_are_servable(cache_home):
 
 
 def _tab_modules():
-    for slug in overview.SYSTEMS:
-        if importlib.util.find_spec(f"demos.{slug}") is not None:
-            module = importlib.import_module(f"demos.{slug}")
-            if all(registry.available(name) for name in module.CHECKPOINTS):
-                yield module
+    from app import _demo_modules  # the tabs exactly as the app finds them
+
+    return [module for _, module in _demo_modules() if all(registry.available(name) for name in module.CHECKPOINTS)]
 
 
 def test_every_tab_builds_without_data_and_says_so(tmp_path, cache_home, monkeypatch):
     monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
-    modules = list(_tab_modules())
+    modules = _tab_modules()
     if not modules:
         pytest.skip("no tab has its checkpoints here")
     for module in modules:

@@ -232,7 +232,7 @@ def main(cfg: TrainConfig) -> Path:
 
     # The model's own resolution (what evaluation and the tests run it at) is the crop size of a fresh run; a continued
     # run keeps its parent's, whatever crop size it trains on.
-    native_size = registry.load(cfg.init_from, root=cfg.checkpoint_root).config.generator.image_size if cfg.init_from else cfg.image_size
+    native_size = registry.load_config(cfg.init_from, root=cfg.checkpoint_root).generator.image_size if cfg.init_from else cfg.image_size
     generator_config = CycleGANGeneratorConfig(filters=cfg.filters, residual_blocks=cfg.residual_blocks, upsampling=cfg.upsampling, image_size=native_size)
     model = CycleGAN(CycleGANConfig(generator=generator_config, dataset=info.name, domain_a=info.domain_a, domain_b=info.domain_b)).to(device)
     discriminator_config = CycleGANDiscriminatorConfig(filters=cfg.discriminator_filters)
