@@ -2,6 +2,7 @@
 
     python -m evaluation.attacks                          # every attacks-* checkpoint that exists, all 10,000 test images
     python -m evaluation.attacks --checkpoints attacks-resnet20-standard --per-class 100 --device cpu
+    python -m evaluation.attacks --checkpoints attacks-efficientnet-lite0-standard --epsilons   # the distillation teacher: clean only
 
 Classifiers (`attacks-resnet20-standard|noise|adversarial`, any `attacks-*` classifier):
 - clean accuracy on the CIFAR-10 test split (10,000 images), and on the same images + N(0, 0.05) noise;
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--checkpoint-root", default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--per-class", type=int, default=0, help="test images per class (0 = the whole test split)")
-    parser.add_argument("--epsilons", type=int, nargs="+", default=list(EPSILONS), help="L∞ budgets in 1/255 units")
+    parser.add_argument("--epsilons", type=int, nargs="*", default=list(EPSILONS), help="L∞ budgets in 1/255 units (none: clean and noisy accuracy only)")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--autoattack-images", type=int, default=1000, help="0 skips AutoAttack")
     parser.add_argument("--autoattack-seconds", type=float, default=0, help="stop AutoAttack early after this long (0 = no limit)")

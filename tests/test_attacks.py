@@ -46,13 +46,23 @@ def _cifar_image_folder(root, per_class: int = 3):
 
 # ----- models ---------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("architecture", ["attacks-resnet", "attacks-resnet18"])
+@pytest.mark.parametrize("architecture", ["attacks-resnet", "attacks-resnet18", "attacks-efficientnet-lite0"])
 def test_classifiers_refuse_inputs_outside_unit_range(architecture):
     model = registry.create(architecture).eval()
     assert model(torch.rand(2, 3, 32, 32)).shape[0] == 2
     normalised = (torch.rand(2, 3, 32, 32) - 0.5) / 0.25  # what the report fed its attacks
     with pytest.raises(ValueError, match=r"\[0, 1\].*normalises them itself"):
         model(normalised)
+
+
+def test_distillation_teacher_starts_from_the_imagenet_backbone():
+    from models.attacks import CifarEfficientNet, EfficientNetConfig
+    from models.imagenet import imagenet_classifier
+
+    teacher = CifarEfficientNet.from_imagenet(EfficientNetConfig(num_classes=10))
+    torch.testing.assert_close(teacher.network.conv_head.weight, imagenet_classifier().network.conv_head.weight)
+    assert teacher.network.classifier.out_features == 10
+    assert teacher.network.classifier.weight.abs().max() <= 1 / 1280**0.5  # a small new head leaves the features intact
 
 
 @pytest.mark.parametrize("module", [
@@ -218,6 +228,32 @@ def test_dry_run_noise_and_advgan_then_evaluation(tmp_path):
     advgan_metrics = results["attacks-advgan"]
     assert set(advgan_metrics["success_rate_per_class"]) == set(CLASSES)
     assert advgan_metrics["mean_linf"] <= 8 / 255 + 1e-3  # fp16 weights, float32 maths
+
+
+def test_dry_run_at_the_default_root_leaves_trained_checkpoints_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `checkpoints/` is the default root, relative to the working directory
+    saved = train_attacks.main(_config(tmp_path, checkpoint_root="checkpoints"))
+    assert saved.parent == tmp_path / "run" / "checkpoints" and not (tmp_path / "checkpoints").exists()
+
+
+def test_distillation_trains_on_the_views_the_teacher_labelled(tmp_path):
+    teacher = train_attacks.main(_config(tmp_path, run_dir=str(tmp_path / "run-teacher")))
+    cfg = _config(tmp_path, name="student", distill_from=teacher.name, distill_views=3, autoaugment_groups=2)
+    student = train_attacks.main(cfg)
+    assert registry.load_card("student", root=student.parent)["role"].endswith(f"distilled from {teacher.name}")
+    bank = torch.load(tmp_path / "run" / "teacher-views.pt", weights_only=True)
+    tiny = train_attacks._tiny_config(cfg)  # what main() trains in a dry run
+    train_images = train_attacks._split(tiny, *train_attacks._load_data(tiny)[:2])[0]
+    assert bank["views"].dtype == torch.uint8 and bank["views"].shape == (3 * len(train_images), 3, 32, 32)
+    model = registry.load(teacher.name, root=teacher.parent)  # the bank holds the teacher's logits on exactly those views
+    with torch.no_grad():
+        torch.testing.assert_close(model(bank["views"][:8].float() / 255), bank["logits"][:8].float(), atol=2e-2, rtol=1e-2)
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():
+    teacher = torch.randn(4, 10)
+    assert train_attacks.distillation_loss(teacher.clone(), teacher, 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert train_attacks.distillation_loss(torch.randn(4, 10), teacher, 4.0).item() > 0.01
 
 
 def test_schedule_follows_the_time_budget():

@@ -7,6 +7,8 @@
     python -m training.attacks --preset gpu --model standard --max-minutes 3
     python -m training.attacks --preset report --model standard   # the report's ResNet-18 on CIFAR-100 (GPU)
     python -m training.attacks --dry-run --model advgan      # a few steps on tiny generated data
+    python -m training.attacks --preset teacher              # ImageNet EfficientNet-Lite0 fine-tuned on CIFAR (~15 min)
+    python -m training.attacks --model standard --distill-from attacks-efficientnet-lite0-standard --steps 7000
 
 Classifiers: SGD with Nesterov momentum and a one-cycle schedule (linear warm-up, cosine decay), random crop
 (pad 4) + horizontal flip (+ AutoAugment's CIFAR-10 policy, drawn per group of images), all on the training
@@ -19,6 +21,11 @@ time-limited run still ends with an annealed learning rate instead of stopping m
   FGSM step of α = 1.25 ε from a random start) or `pgd` (the GPU preset; Madry et al. 2018: a random start in the
   ε-ball, then `adversarial_steps` steps of α; the report used 4 PGD steps during adversarial training). Written in plain torch (the GPU machine
   has no torchattacks) and trained from scratch on adversarial images only.
+- distillation (`--distill-from`, Hinton et al. 2015): the loss is w·T²·KL(teacher_T ‖ student_T) + (1 − w)·CE.
+  The 15,000-image CIFAR-10 subset caps a ResNet-20 trained on labels alone at ~83 % test accuracy; a teacher that
+  knows ImageNet (the `teacher` preset) passes on what the labels of 15,000 images cannot. The teacher labels
+  `distill_views` augmented views of every training image once, before training, and the student trains on exactly
+  those views ("consistent teaching", Beyer et al. 2022): on the CPU a teacher pass costs ~6 student steps.
 - advgan: G and D of models/attacks.py, loss L_adv + α·L_GAN + β·L_hinge (spec trivae-advgan §B4) with the C&W
   margin as L_adv (untargeted, or towards `--target-class`), an LSGAN L_GAN, and L_hinge = max(0, ‖δ‖₂ − c).
   The L∞ bound ε is built into G (ε·tanh). The target classifier is fixed (eval mode, no gradients to it).
@@ -47,8 +54,10 @@ from models.attacks import (
     AdvGANDiscriminatorConfig,
     AdvGANGenerator,
     AdvGANGeneratorConfig,
+    CifarEfficientNet,
     CifarResNet,
     CifarResNet18,
+    EfficientNetConfig,
     ResNet18Config,
     ResNetConfig,
     set_range_check,
@@ -59,6 +68,7 @@ from training.common import (
     RunState,
     batch_indices,
     initialise_from,
+    output_root,
     parse_config,
     pick_device,
     progress,
@@ -69,7 +79,7 @@ from training.data.attacks import fake_cifar, load_cifar
 
 SLUG = "attacks"
 MODELS = ("standard", "noise", "adversarial", "advgan")
-ARCHITECTURES = ("resnet20", "resnet18")
+ARCHITECTURES = ("resnet20", "resnet18", "efficientnet-lite0")
 
 
 @dataclass
@@ -103,6 +113,11 @@ class TrainConfig(BaseTrainConfig):
     generator_channels: tuple[int, int, int] = (8, 16, 32)
     generator_residual_blocks: int = 4
     generator_full_resolution: bool = False  # stride-1 layers throughout instead of AdvGAN_pytorch's 6×6 bottleneck
+    # knowledge distillation (classifiers)
+    distill_from: str = ""  # checkpoint of a stronger classifier on the same split whose soft labels the model learns
+    distill_views: int = 8  # augmented views per training image, labelled once by the teacher (cached in the run folder)
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.9  # w: share of the distillation term, the rest is cross-entropy on the true labels
     log_every: int = 50
     eval_every: int = 500
     save_every: int = 500
@@ -114,6 +129,9 @@ PRESETS = {
     # AdvGAN on the GPU: a full-resolution generator (the AdvGAN_pytorch layout's 6×6 bottleneck plateaued at ~35 %).
     "gpu": TrainConfig(steps=30_000, batch_size=256, learning_rate=0.15, autoaugment_groups=8, adversarial_attack="pgd",
                        generator_full_resolution=True, generator_channels=(32, 64, 64), log_every=100, eval_every=1000, save_every=1000),
+    # The distillation teacher: ImageNet EfficientNet-Lite0 fine-tuned at 128 px, 4 epochs of the 14,500 images.
+    "teacher": TrainConfig(architecture="efficientnet-lite0", steps=900, batch_size=64, learning_rate=0.02, weight_decay=5e-5,
+                           warmup_fraction=0.05, label_smoothing=0.1, autoaugment_groups=4),
     # The report's ResNet-18 on CIFAR-100: Adam 1e-3, weight decay 1e-4, 20 epochs of 45k at batch 256, AutoAugment.
     "report": TrainConfig(
         architecture="resnet18", dataset="cifar100", optimizer="adam", learning_rate=1e-3, weight_decay=1e-4,
@@ -141,6 +159,8 @@ def build_classifier(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
         return CifarResNet(ResNetConfig(num_classes=num_classes, **({"depth": 8} if cfg.dry_run else {}), **stats))
     if cfg.architecture == "resnet18":
         return CifarResNet18(ResNet18Config(num_classes=num_classes))
+    if cfg.architecture == "efficientnet-lite0":
+        return CifarEfficientNet.from_imagenet(EfficientNetConfig(num_classes=num_classes))
     raise ValueError(f"unknown architecture {cfg.architecture!r}; choose one of {ARCHITECTURES}")
 
 
@@ -204,6 +224,34 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int 
     return correct / max(len(images), 1)
 
 
+def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment | None, device: torch.device, path: Path):
+    """`distill_views` augmented copies of every training image, uint8 (V·N, 3, 32, 32), and the teacher's logits on
+    each, float16 (V·N, classes): made once, kept in the run folder so a resumed run does not redo them."""
+    if path.exists():
+        return torch.load(path, map_location=device, weights_only=True)
+    teacher = registry.load(cfg.distill_from, root=cfg.checkpoint_root, device=device).to(memory_format=torch.channels_last)
+    views, logits = [], []
+    with torch.no_grad():
+        for view in progress(0, cfg.distill_views, f"views labelled by {cfg.distill_from}"):
+            for start in range(0, len(images), 250):
+                chunk = images[start : start + 250]
+                x = augment(chunk, len(chunk) if cfg.autoaugment_groups else 0, policy)  # a policy draw per image: done once
+                logits.append(teacher(x.contiguous(memory_format=torch.channels_last)).half())
+                views.append(x.mul(255).round().to(torch.uint8))  # exact: crop, flip and AutoAugment keep 8-bit values
+    bank = {"views": torch.cat(views), "logits": torch.cat(logits)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(bank, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return bank
+
+
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T²·KL(softmax(teacher/T) ‖ softmax(student/T)), Hinton et al.'s scaling so gradients keep their size across T."""
+    student = F.log_softmax(logits / temperature, dim=1)
+    teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(student, teacher, reduction="batchmean", log_target=True) * temperature**2
+
+
 def _optimizer(cfg: TrainConfig, parameters):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=cfg.learning_rate, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
@@ -252,6 +300,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
     run = RunState(run_dir, model=model, optimizer=optimizer)
     start = run.restore()
     parent = initialise_from(cfg, model, start, run_dir, device)
+    bank = teacher_views(cfg, train_images, policy, device, run_dir / "teacher-views.pt") if cfg.distill_from else None
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     model.train()
@@ -261,9 +310,14 @@ def train_classifier(cfg: TrainConfig) -> Path:
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(fraction, cfg.learning_rate, cfg.warmup_fraction)
-        index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
-        x = augment(train_images[index], cfg.autoaugment_groups, policy)  # (B, 3, 32, 32) in [0, 1]
-        y = train_labels[index]
+        if bank is None:
+            index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
+            x = augment(train_images[index], cfg.autoaugment_groups, policy)  # (B, 3, 32, 32) in [0, 1]
+            y = train_labels[index]
+        else:
+            index = batch_indices(len(bank["views"]), cfg.batch_size, step, cfg.seed).to(device)
+            x, teacher_logits = bank["views"][index].float().div(255), bank["logits"][index].float()
+            y = train_labels[index % len(train_labels)]  # view v of image i sits at v·N + i
         if cfg.model == "noise":
             x = (x + cfg.noise_std * torch.randn_like(x)).clamp(0, 1)
         elif cfg.model == "adversarial":
@@ -273,6 +327,8 @@ def train_classifier(cfg: TrainConfig) -> Path:
         with _autocast(device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if bank is not None:
+                loss = cfg.distill_weight * distillation_loss(logits.float(), teacher_logits, cfg.distill_temperature) + (1 - cfg.distill_weight) * loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -305,13 +361,13 @@ def train_classifier(cfg: TrainConfig) -> Path:
         "generated_dry_run_data": cfg.dry_run,
     }
     role = {
-        "standard": "standard training with augmentation",
+        "standard": "standard training with augmentation" + (f", distilled from {cfg.distill_from}" if cfg.distill_from else ""),
         "noise": f"trained on augmented images + Gaussian noise (std {cfg.noise_std:.4f}, clamped to [0, 1])",
         "adversarial": f"adversarially trained ({cfg.adversarial_attack}, ε = {cfg.epsilon * 255:.0f}/255, {attack_steps} step(s) of α = {alpha * 255:.2f}/255)",
     }[cfg.model]
     card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, role=role, classes=classes,
                          validation_accuracy=round(final_validation, 4), finished=steps_done >= cfg.steps, initialised_from=parent)
-    return registry.save(model, name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
+    return registry.save(model, name, root=output_root(cfg, run_dir), half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
 
 
 def _load_target(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
@@ -402,7 +458,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
                          role=f"AdvGAN generator against {cfg.target}, L∞ ≤ {cfg.epsilon * 255:.0f}/255, "
                               + ("untargeted" if not targeted else f"targeted at class {cfg.target_class}"),
                          validation_success_rate=round(validation, 4), initialised_from=parent)
-    return registry.save(generator.cpu(), name, root=cfg.checkpoint_root, half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
+    return registry.save(generator.cpu(), name, root=output_root(cfg, run_dir), half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
 
 
 @torch.no_grad()

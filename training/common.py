@@ -227,6 +227,13 @@ def initialise_from(cfg, module: torch.nn.Module, start: int, run_dir: str | Pat
     return parent
 
 
+def output_root(cfg, run_dir: str | Path) -> Path:
+    """Where a run saves its checkpoints: `--checkpoint-root`, except that a dry run left at the default writes into
+    its run folder, so `--dry-run` never replaces a trained checkpoint (it still reads parents from the default)."""
+    default = next(field.default for field in dataclasses.fields(BaseTrainConfig) if field.name == "checkpoint_root")
+    return Path(run_dir) / "checkpoints" if cfg.dry_run and cfg.checkpoint_root == default else Path(cfg.checkpoint_root)
+
+
 def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict, **extra) -> dict:
     """The part of a card that describes how the weights were made; the evaluation command adds `metrics`."""
     return {

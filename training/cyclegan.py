@@ -48,6 +48,7 @@ from training.common import (
     RunState,
     batch_indices,
     initialise_from,
+    output_root,
     parse_config,
     pick_device,
     progress,
@@ -220,7 +221,7 @@ def main(cfg: TrainConfig) -> Path:
     if cfg.dry_run:
         cfg = _tiny_config(cfg)
     run_dir = Path(cfg.run_dir or f"runs/{SLUG}-{cfg.dataset}{'-dry-run' if cfg.dry_run else ''}")
-    checkpoint_root = run_dir / "checkpoints" if cfg.dry_run and cfg.checkpoint_root == "checkpoints" else Path(cfg.checkpoint_root)
+    checkpoint_root = output_root(cfg, run_dir)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     if device.type == "cuda":

@@ -41,6 +41,7 @@ from training.common import (
     CSVLog,
     RunState,
     batch_indices,
+    output_root,
     parse_config,
     pick_device,
     progress,
@@ -241,11 +242,11 @@ def _write_checkpoints(cfg, run, steps_done, baseline, classifier, generator, ru
     common = dict(slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.baseline_steps + cfg.steps)
     extra = {"log.csv": run_dir / "log.csv"}
     return {
-        "pixelda-source-only": registry.save(baseline.cpu(), "pixelda-source-only", root=cfg.checkpoint_root, extra_files=extra,
+        "pixelda-source-only": registry.save(baseline.cpu(), "pixelda-source-only", root=output_root(cfg, run_dir), extra_files=extra,
                                              card=training_card(cfg, role="source-only baseline classifier (MNIST only)", **common)),
-        "pixelda-adapted": registry.save(classifier.cpu(), "pixelda-adapted", root=cfg.checkpoint_root, extra_files=extra,
+        "pixelda-adapted": registry.save(classifier.cpu(), "pixelda-adapted", root=output_root(cfg, run_dir), extra_files=extra,
                                          card=training_card(cfg, role="task classifier trained on MNIST + G(MNIST)", **common)),
-        "pixelda-generator": registry.save(generator.cpu(), "pixelda-generator", root=cfg.checkpoint_root, half=True, extra_files=extra,
+        "pixelda-generator": registry.save(generator.cpu(), "pixelda-generator", root=output_root(cfg, run_dir), half=True, extra_files=extra,
                                            card=training_card(cfg, role="generator G(MNIST digit, z) → MNIST-M style", **common)),
     }
 

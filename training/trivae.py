@@ -40,6 +40,7 @@ from training.common import (
     RunState,
     batch_indices,
     initialise_from,
+    output_root,
     parse_config,
     pick_device,
     progress,
@@ -341,7 +342,7 @@ def main(cfg: TrainConfig) -> Path:
         best_step=best.step, best_validation_l1=round(best.loss, 6), initialised_from=parent, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
         "median_filter_size": cfg.median_filter_size, "chosen_on": "residuals inside the brain mask of the validation slices"},
     )
-    return registry.save(model.cpu(), name, root=cfg.checkpoint_root, card=card, half=True, extra_files={"log.csv": run_dir / "log.csv"})
+    return registry.save(model.cpu(), name, root=output_root(cfg, run_dir), card=card, half=True, extra_files={"log.csv": run_dir / "log.csv"})
 
 
 if __name__ == "__main__":
