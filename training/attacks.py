@@ -22,9 +22,9 @@ time-limited run still ends with an annealed learning rate instead of stopping m
   ε-ball, then `adversarial_steps` steps of α; the report used 4 PGD steps during adversarial training). Written in plain torch (the GPU machine
   has no torchattacks) and trained from scratch on adversarial images only.
 - distillation (`--distill-from`, Hinton et al. 2015): the loss is w·T²·KL(teacher_T ‖ student_T) + (1 − w)·CE.
-  The 15,000-image CIFAR-10 subset caps a ResNet-20 trained on labels alone at ~83 % test accuracy; a teacher that
-  knows ImageNet (the `teacher` preset) passes on what the labels of 15,000 images cannot. The teacher labels
-  `distill_views` augmented views of every training image once, before training, and the student trains on exactly
+  The 15,000-image CIFAR-10 subset holds a ResNet-20 trained on labels alone at ~83 % test accuracy; a teacher that
+  knows ImageNet (the `teacher` preset) can pass on what 15,000 labels cannot, as far as it is better itself. The
+  teacher labels `distill_views` augmented views of every training image once, before training, and the student trains on exactly
   those views ("consistent teaching", Beyer et al. 2022): on the CPU a teacher pass costs ~6 student steps.
 - advgan: G and D of models/attacks.py, loss L_adv + α·L_GAN + β·L_hinge (spec trivae-advgan §B4) with the C&W
   margin as L_adv (untargeted, or towards `--target-class`), an LSGAN L_GAN, and L_hinge = max(0, ‖δ‖₂ − c).
