@@ -248,6 +248,9 @@ def test_distillation_trains_on_the_views_the_teacher_labelled(tmp_path):
     model = registry.load(teacher.name, root=teacher.parent)  # the bank holds the teacher's logits on exactly those views
     with torch.no_grad():
         torch.testing.assert_close(model(bank["views"][:8].float() / 255), bank["logits"][:8].float(), atol=2e-2, rtol=1e-2)
+    other_split = dataclasses.replace(cfg, seed=1, run_dir=str(tmp_path / "run-other-split"))
+    with pytest.raises(ValueError, match="leak"):  # the teacher has seen this split's held-out images
+        train_attacks.main(other_split)
 
 
 def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher():

@@ -229,10 +229,14 @@ def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment
     each, float16 (V·N, classes): made once, kept in the run folder so a resumed run does not redo them."""
     if path.exists():
         return torch.load(path, map_location=device, weights_only=True)
+    teacher_split = registry.load_card(cfg.distill_from, root=cfg.checkpoint_root).get("data", {}).get("split")
+    if teacher_split != _split_description(cfg):
+        raise ValueError(f"{cfg.distill_from} was trained on '{teacher_split}', this run holds out '{_split_description(cfg)}': "
+                         "a teacher that saw the held-out images would leak them into the student. Use the same --seed and --validation-size.")
     teacher = registry.load(cfg.distill_from, root=cfg.checkpoint_root, device=device).to(memory_format=torch.channels_last)
     views, logits = [], []
     with torch.no_grad():
-        for view in progress(0, cfg.distill_views, f"views labelled by {cfg.distill_from}"):
+        for _ in progress(0, cfg.distill_views, f"views labelled by {cfg.distill_from}"):
             for start in range(0, len(images), 250):
                 chunk = images[start : start + 250]
                 x = augment(chunk, len(chunk) if cfg.autoaugment_groups else 0, policy)  # a policy draw per image: done once
@@ -264,6 +268,10 @@ def _split(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor):
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(cfg.seed + 7))
     validation, train = order[: cfg.validation_size], order[cfg.validation_size :]
     return images[train], labels[train], images[validation], labels[validation]
+
+
+def _split_description(cfg: TrainConfig) -> str:
+    return f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})"
 
 
 def _autocast(device: torch.device):
@@ -356,7 +364,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
     print(f"{name}: {steps_done} steps, validation accuracy {final_validation:.4f}", file=sys.stderr)
     model = set_range_check(model.to("cpu", memory_format=torch.contiguous_format).float(), True)
     data = {
-        "dataset": cfg.dataset, "split": f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})",
+        "dataset": cfg.dataset, "split": _split_description(cfg),
         "train_images": len(train_images), "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
         "generated_dry_run_data": cfg.dry_run,
     }
@@ -451,7 +459,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
     validation = success_rate(generator, target, val_images, val_labels, cfg.target_class)
     print(f"{name}: {steps_done} steps, validation success rate {validation:.4f} (correctly classified images)", file=sys.stderr)
     data = {
-        "dataset": cfg.dataset, "split": f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})",
+        "dataset": cfg.dataset, "split": _split_description(cfg),
         "train_images": len(train_images), "target_model": cfg.target, "generated_dry_run_data": cfg.dry_run,
     }
     card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.steps, classes=classes,
