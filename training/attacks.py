@@ -305,10 +305,11 @@ def train_classifier(cfg: TrainConfig) -> Path:
     if cfg.adversarial_attack not in ("pgd", "fgsm-rs"):
         raise ValueError(f"unknown adversarial attack {cfg.adversarial_attack!r}; choose pgd or fgsm-rs")
 
+    # the views come first, outside the run's clock: --max-minutes is for training
+    bank = teacher_views(cfg, train_images, policy, device, run_dir / "teacher-views.pt") if cfg.distill_from else None
     run = RunState(run_dir, model=model, optimizer=optimizer)
     start = run.restore()
     parent = initialise_from(cfg, model, start, run_dir, device)
-    bank = teacher_views(cfg, train_images, policy, device, run_dir / "teacher-views.pt") if cfg.distill_from else None
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     model.train()
