@@ -64,6 +64,7 @@ from models.attacks import (
 )
 from training.common import (
     BaseTrainConfig,
+    autocast,
     CSVLog,
     RunState,
     batch_indices,
@@ -274,10 +275,6 @@ def _split_description(cfg: TrainConfig) -> str:
     return f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})"
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-
 def _prepare(cfg: TrainConfig):
     """What both trainers start with: checkpoint name, run folder, seeded device, the train/validation split."""
     name = checkpoint_name(cfg)
@@ -330,10 +327,10 @@ def train_classifier(cfg: TrainConfig) -> Path:
         if cfg.model == "noise":
             x = (x + cfg.noise_std * torch.randn_like(x)).clamp(0, 1)
         elif cfg.model == "adversarial":
-            with _autocast(device):
+            with autocast(cfg.precision, device):
                 x = pgd_perturb(model, x, y, cfg.epsilon, alpha, attack_steps)
         x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device):
+        with autocast(cfg.precision, device):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             if bank is not None:
@@ -351,7 +348,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
             if cfg.model == "adversarial":
                 model.eval()
                 x_val, y_val = val_images[:256].to(device).float().div(255), val_labels[:256].to(device)
-                with _autocast(device):
+                with autocast(cfg.precision, device):
                     x_adv = pgd_perturb(model, x_val, y_val, cfg.epsilon, cfg.epsilon / 4, 10)
                 with torch.no_grad():
                     row["val_pgd10_accuracy"] = (model(x_adv).argmax(1) == y_val).float().mean().item()
@@ -424,19 +421,20 @@ def train_advgan(cfg: TrainConfig) -> Path:
         index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
         x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
         y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)
-        x_adv = generator.attack(x)
-
-        real, fake = discriminator(x), discriminator(x_adv.detach())  # (B, 1, 2, 2)
+        with autocast(cfg.precision, device):
+            x_adv = generator.attack(x).float()
+            real, fake = discriminator(x).float(), discriminator(x_adv.detach()).float()  # (B, 1, 2, 2)
         d_loss = F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         d_optimizer.step()
 
-        fake = discriminator(x_adv)
+        with autocast(cfg.precision, device):
+            fake = discriminator(x_adv).float()
+            logits = target(x_adv).float()
         gan_loss = F.mse_loss(fake, torch.ones_like(fake))
         perturbation = x_adv - x
         hinge_loss = (perturbation.flatten(1).norm(dim=1) - cfg.hinge_bound).clamp(min=0).mean()
-        logits = target(x_adv)
         adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted)
         g_loss = adversarial_loss + cfg.gan_weight * gan_loss + cfg.hinge_weight * hinge_loss
         g_optimizer.zero_grad(set_to_none=True)

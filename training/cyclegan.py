@@ -44,6 +44,7 @@ from models.cyclegan import (
 )
 from training.common import (
     BaseTrainConfig,
+    autocast,
     CSVLog,
     RunState,
     batch_indices,
@@ -273,11 +274,13 @@ def main(cfg: TrainConfig) -> Path:
         # (instance norm is per image, so batching them is exact and halves the kernel launches).
         for parameter in [*d_a.parameters(), *d_b.parameters()]:
             parameter.requires_grad_(False)
-        fake_b, same_b = model.g_ab(torch.cat([real_a, real_b])).split(batch)  # G_AB(a), G_AB(b) ≈ b
-        fake_a, same_a = model.g_ba(torch.cat([real_b, real_a])).split(batch)  # G_BA(b), G_BA(a) ≈ a
-        rec_a, rec_b = model.g_ba(fake_b), model.g_ab(fake_a)  # (B, 3, S, S) each
+        with autocast(cfg.precision, device):
+            fake_b, same_b = model.g_ab(torch.cat([real_a, real_b])).float().split(batch)  # G_AB(a), G_AB(b) ≈ b
+            fake_a, same_a = model.g_ba(torch.cat([real_b, real_a])).float().split(batch)  # G_BA(b), G_BA(a) ≈ a
+            rec_a, rec_b = model.g_ba(fake_b).float(), model.g_ab(fake_a).float()  # (B, 3, S, S) each
+            scores_b, scores_a = d_b(fake_b).float(), d_a(fake_a).float()
         losses = {
-            "g_ab": _lsgan(d_b(fake_b), True), "g_ba": _lsgan(d_a(fake_a), True),
+            "g_ab": _lsgan(scores_b, True), "g_ba": _lsgan(scores_a, True),
             "cycle_a": _l1(rec_a, real_a), "cycle_b": _l1(rec_b, real_b),
             "identity_a": _l1(same_a, real_a), "identity_b": _l1(same_b, real_b),
         }
@@ -290,8 +293,9 @@ def main(cfg: TrainConfig) -> Path:
         # Discriminators, on real images and fakes from the history pools.
         for parameter in [*d_a.parameters(), *d_b.parameters()]:
             parameter.requires_grad_(True)
-        real_scores_a, fake_scores_a = d_a(torch.cat([real_a, pool_a.query(fake_a)])).split(batch)
-        real_scores_b, fake_scores_b = d_b(torch.cat([real_b, pool_b.query(fake_b)])).split(batch)
+        with autocast(cfg.precision, device):
+            real_scores_a, fake_scores_a = d_a(torch.cat([real_a, pool_a.query(fake_a)])).float().split(batch)
+            real_scores_b, fake_scores_b = d_b(torch.cat([real_b, pool_b.query(fake_b)])).float().split(batch)
         losses["d_a"] = 0.5 * (_lsgan(real_scores_a, True) + _lsgan(fake_scores_a, False))
         losses["d_b"] = 0.5 * (_lsgan(real_scores_b, True) + _lsgan(fake_scores_b, False))
         d_optimizer.zero_grad(set_to_none=True)

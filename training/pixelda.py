@@ -38,6 +38,7 @@ from models.pixelda import (
 )
 from training.common import (
     BaseTrainConfig,
+    autocast,
     CSVLog,
     RunState,
     batch_indices,
@@ -58,6 +59,7 @@ class TrainConfig(BaseTrainConfig):
     """Defaults = the `cpu` preset: half-width generator and discriminator, ~1 h on 2 CPU cores."""
 
     baseline_steps: int = 1500  # source-only classifier steps (batch_size each)
+    precision: str = "fp32"  # bf16 autocast (--precision auto/bf16) is wired in but its effect on this system's accuracy is unmeasured
     steps: int = 3000  # PixelDA steps; one step = one D(+T) update and one G update
     batch_size: int = 32
     generator_filters: int = 32  # official: 64
@@ -181,7 +183,9 @@ def main(cfg: TrainConfig) -> dict[str, Path]:
         x_source = mnist_to_rgb32(train_data["mnist_train"][source_index])  # (B, 3, 32, 32)
         y_source = train_data["mnist_train_labels"][source_index]
         if step < cfg.baseline_steps:  # phase 1: source-only classifier, plain CE on logits
-            loss = F.cross_entropy(baseline(x_source), y_source)
+            with autocast(cfg.precision, device):
+                logits = baseline(x_source).float()
+            loss = F.cross_entropy(logits, y_source)
             baseline_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             baseline_optimizer.step()
@@ -190,22 +194,24 @@ def main(cfg: TrainConfig) -> dict[str, Path]:
             pixelda_step = step - cfg.baseline_steps
             _set_learning_rate([d_optimizer, g_optimizer], cfg, pixelda_step)
             x_target = as_float(train_data["mnist_m_train"][batch_indices(num_target, cfg.batch_size, step, cfg.seed + 1)])
-            fake = generator(x_source)  # (B, 3, 32, 32), noise drawn inside
-
-            real_logits, fake_logits = discriminator(x_target), discriminator(fake.detach())
+            with autocast(cfg.precision, device):
+                fake = generator(x_source).float()  # (B, 3, 32, 32), noise drawn inside
+                real_logits, fake_logits = discriminator(x_target).float(), discriminator(fake.detach()).float()
+                source_logits, transferred_logits = classifier(x_source).float(), classifier(fake.detach()).float()
             domain_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)) + \
                 F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            source_task_loss = F.cross_entropy(classifier(x_source), y_source)
-            transferred_task_loss = F.cross_entropy(classifier(fake.detach()), y_source)
+            source_task_loss = F.cross_entropy(source_logits, y_source)
+            transferred_task_loss = F.cross_entropy(transferred_logits, y_source)
             d_loss = cfg.domain_loss_weight * domain_loss + source_task_loss + transferred_task_loss
             d_optimizer.zero_grad(set_to_none=True)
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_([*discriminator.parameters(), *classifier.parameters()], cfg.grad_clip)
             d_optimizer.step()
 
-            g_logits = discriminator(fake)
+            with autocast(cfg.precision, device):
+                g_logits, g_class_logits = discriminator(fake).float(), classifier(fake).float()
             style_loss = F.binary_cross_entropy_with_logits(g_logits, torch.ones_like(g_logits))
-            g_task_loss = F.cross_entropy(classifier(fake), y_source)  # CE(T(x_s)) has no gradient in G
+            g_task_loss = F.cross_entropy(g_class_logits, y_source)  # CE(T(x_s)) has no gradient in G
             g_loss = cfg.style_transfer_loss_weight * style_loss + cfg.task_loss_in_g_weight * g_task_loss
             g_optimizer.zero_grad(set_to_none=True)
             g_loss.backward()
