@@ -56,7 +56,7 @@ check() {  # check <pid> <log name>: wait for a job, show its log's end if it fa
 
 if [ "${ATTACKS_STAGE:-all}" = distill ]; then
   stamp "distillation teacher: ImageNet EfficientNet-Lite0 fine-tuned at 128 px"
-  if [ -n "${ATTACKS_DRY_RUN:-}" ]; then TEACHER=(--preset teacher --dry-run); else TEACHER=(--preset teacher --batch-size 128 --learning-rate 0.03 --steps 3400); fi
+  if [ -n "${ATTACKS_DRY_RUN:-}" ]; then TEACHER=(--preset teacher --dry-run); else TEACHER=(--preset teacher --precision bf16 --batch-size 128 --learning-rate 0.03 --steps 3400); fi
   "$PYTHON" -m training.attacks "${TEACHER[@]}" --checkpoint-root "$CHECKPOINTS" --max-minutes "$TEACHER_MINUTES" > "$LOGS/train-teacher.log" 2>&1 \
     || { tail -25 "$LOGS/train-teacher.log" >&2; exit 1; }
   evaluate teacher attacks-efficientnet-lite0-standard --epsilons || status=1

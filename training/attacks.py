@@ -131,8 +131,9 @@ PRESETS = {
     "gpu": TrainConfig(steps=30_000, batch_size=256, learning_rate=0.15, autoaugment_groups=8, adversarial_attack="pgd",
                        generator_full_resolution=True, generator_channels=(32, 64, 64), log_every=100, eval_every=1000, save_every=1000),
     # The distillation teacher: ImageNet EfficientNet-Lite0 fine-tuned at 128 px, 4 epochs of the 14,500 images.
+    # fp32: its depthwise convolutions run slower in bf16 on an AMX CPU (benchmarks/precision.py); on a GPU pass --precision bf16.
     "teacher": TrainConfig(architecture="efficientnet-lite0", steps=900, batch_size=64, learning_rate=0.02, weight_decay=5e-5,
-                           warmup_fraction=0.05, label_smoothing=0.1, autoaugment_groups=4),
+                           warmup_fraction=0.05, label_smoothing=0.1, autoaugment_groups=4, precision="fp32"),
     # The report's ResNet-18 on CIFAR-100: Adam 1e-3, weight decay 1e-4, 20 epochs of 45k at batch 256, AutoAugment.
     "report": TrainConfig(
         architecture="resnet18", dataset="cifar100", optimizer="adam", learning_rate=1e-3, weight_decay=1e-4,
