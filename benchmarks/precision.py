@@ -4,7 +4,7 @@
 
 Times one forward + backward of the models the trainers spend their time in, at the trainers' own batch shapes,
 once in fp32 and once under `training.common.autocast("bf16")`. On CPUs with AMX tiles (Sapphire Rapids and later)
-oneDNN's bf16 convolutions are about twice as fast, which is why `--precision auto` picks bf16 there; the ImageNet
+oneDNN's bf16 convolutions are two to three times as fast, which is why `--precision auto` picks bf16 there; the ImageNet
 EfficientNet-Lite0 (depthwise convolutions) is the exception, slower in bf16. Prints one JSON line per model.
 """
 

@@ -102,7 +102,7 @@ def cpu_has_amx() -> bool:
 def use_bf16(precision: str, device: torch.device) -> bool:
     """Whether `--precision` asks for bf16 autocast on this device. `auto` picks it where it pays: on CUDA, and on
     CPUs with AMX tiles (Sapphire Rapids and later), where oneDNN's bf16 convolutions train a CycleGAN or a CIFAR
-    ResNet about twice as fast as fp32 (docs/cpu-training.md). Elsewhere bf16 on a CPU is emulated and slower."""
+    ResNet two to three times as fast as fp32 (docs/cpu-training.md). Elsewhere bf16 on a CPU is emulated and slower."""
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
     if precision == "auto":
