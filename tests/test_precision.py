@@ -38,7 +38,7 @@ def test_autocast_runs_convolutions_in_bf16_and_fp32_stays_fp32():
         assert conv(x).dtype == torch.float32
 
 
-TRAINERS = {  # module, extra flags for a short dry run
+TRAINERS = {  # slug: extra flags for a short dry run
     "pixelda": ["--baseline-steps", "2", "--steps", "2"],
     "cyclegan": [],
     "attacks": ["--model", "advgan"],

@@ -64,9 +64,9 @@ from models.attacks import (
 )
 from training.common import (
     BaseTrainConfig,
-    autocast,
     CSVLog,
     RunState,
+    autocast,
     batch_indices,
     initialise_from,
     output_root,

@@ -44,9 +44,9 @@ from models.cyclegan import (
 )
 from training.common import (
     BaseTrainConfig,
-    autocast,
     CSVLog,
     RunState,
+    autocast,
     batch_indices,
     initialise_from,
     output_root,

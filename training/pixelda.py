@@ -38,9 +38,9 @@ from models.pixelda import (
 )
 from training.common import (
     BaseTrainConfig,
-    autocast,
     CSVLog,
     RunState,
+    autocast,
     batch_indices,
     output_root,
     parse_config,
@@ -58,8 +58,8 @@ SLUG = "pixelda"
 class TrainConfig(BaseTrainConfig):
     """Defaults = the `cpu` preset: half-width generator and discriminator, ~1 h on 2 CPU cores."""
 
-    baseline_steps: int = 1500  # source-only classifier steps (batch_size each)
     precision: str = "fp32"  # bf16 autocast (--precision auto/bf16) is wired in but its effect on this system's accuracy is unmeasured
+    baseline_steps: int = 1500  # source-only classifier steps (batch_size each)
     steps: int = 3000  # PixelDA steps; one step = one D(+T) update and one G update
     batch_size: int = 32
     generator_filters: int = 32  # official: 64

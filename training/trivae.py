@@ -36,9 +36,9 @@ from models import registry
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig, anomaly_maps, brain_mask
 from training.common import (
     BaseTrainConfig,
-    autocast,
     CSVLog,
     RunState,
+    autocast,
     batch_indices,
     initialise_from,
     output_root,
@@ -55,11 +55,11 @@ SLUG = "trivae"
 
 @dataclass
 class TrainConfig(BaseTrainConfig):
+    precision: str = "fp32"  # bf16 autocast (--precision auto/bf16) is wired in but its effect on this system's Dice is unmeasured
     model: str = "trivae"  # vae | trivae
     noise: str = ""  # none | coarse | simplex; default: none for the VAE, coarse for the Tri-VAE
     name: str = ""  # checkpoint name; default trivae-<model>[-<noise>]
     image_size: int = 128
-    precision: str = "fp32"  # bf16 autocast (--precision auto/bf16) is wired in but its effect on this system's Dice is unmeasured
     base_channels: int = 8
     latent_dim: int = 0  # 0 = the report's: 128 (VAE), 256 (Tri-VAE)
     bottleneck_skip: bool = True
