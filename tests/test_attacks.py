@@ -228,6 +228,9 @@ def test_dry_run_noise_and_advgan_then_evaluation(tmp_path):
     advgan_metrics = results["attacks-advgan"]
     assert set(advgan_metrics["success_rate_per_class"]) == set(CLASSES)
     assert advgan_metrics["mean_linf"] <= 8 / 255 + 1e-3  # fp16 weights, float32 maths
+    other_split = _config(tmp_path, model="advgan", seed=1, run_dir=str(tmp_path / "run-advgan-other-split"))
+    with pytest.raises(ValueError, match="images the target was trained on"):  # seed 1 holds out other images
+        train_attacks.main(other_split)
 
 
 def test_dry_run_at_the_default_root_leaves_trained_checkpoints_alone(tmp_path, monkeypatch):

@@ -106,10 +106,13 @@ class TrainConfig(BaseTrainConfig):
     # AdvGAN
     target: str = "attacks-resnet20-standard"  # checkpoint of the fixed classifier G attacks
     target_class: int = -1  # -1 = untargeted; else every image is pushed towards this class
-    gan_weight: float = 1.0  # α (the report: 15; with an LSGAN loss 1 keeps D from dominating)
+    # α, c and κ: the settings of the committed generator's last stage (docs/attacks.md), where κ = 10 instead of 2
+    # lifted test success 86.8 → 89.9 %: a saturated C&W term leaves images just across the boundary, and many of
+    # the held-out ones fall back.
+    gan_weight: float = 0.1  # α (the report: 15); ε·tanh already bounds δ, so D only needs to shape its texture
     hinge_weight: float = 10.0  # β (the report: 10)
-    hinge_bound: float = 1.5  # c, on ‖δ‖₂ per image (the full 8/255 box has 1.74); the report's "8/25" read as L2
-    margin: float = 2.0  # κ of the C&W loss: G keeps pushing until the wrong logit leads by κ
+    hinge_bound: float = 1.74  # c, on ‖δ‖₂ per image: the whole 8/255 box; the report's "8/25" read as L2
+    margin: float = 10.0  # κ of the C&W loss: G keeps pushing until the wrong logit leads by κ
     generator_learning_rate: float = 1e-3
     generator_channels: tuple[int, int, int] = (8, 16, 32)
     generator_residual_blocks: int = 4
@@ -231,10 +234,7 @@ def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment
     each, float16 (V·N, classes): made once, kept in the run folder so a resumed run does not redo them."""
     if path.exists():
         return torch.load(path, map_location=device, weights_only=True)
-    teacher_split = registry.load_card(cfg.distill_from, root=cfg.checkpoint_root).get("data", {}).get("split")
-    if teacher_split != _split_description(cfg):
-        raise ValueError(f"{cfg.distill_from} was trained on '{teacher_split}', this run holds out '{_split_description(cfg)}': "
-                         "a teacher that saw the held-out images would leak them into the student. Use the same --seed and --validation-size.")
+    require_same_split(cfg, cfg.distill_from, "a teacher that saw the held-out images would leak them into the student")
     teacher = registry.load(cfg.distill_from, root=cfg.checkpoint_root, device=device).to(memory_format=torch.channels_last)
     views, logits = [], []
     with torch.no_grad():
@@ -274,6 +274,14 @@ def _split(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor):
 
 def _split_description(cfg: TrainConfig) -> str:
     return f"train minus {cfg.validation_size} held-out images (seed {cfg.seed})"
+
+
+def require_same_split(cfg: TrainConfig, checkpoint: str, why: str) -> None:
+    """The split is seeded by --seed, so a run whose seed differs from the model it builds on holds out other images."""
+    split = registry.load_card(checkpoint, root=cfg.checkpoint_root).get("data", {}).get("split")
+    if split != _split_description(cfg):
+        raise ValueError(f"{checkpoint} was trained on '{split}', this run holds out '{_split_description(cfg)}': "
+                         f"{why}. Use the same --seed and --validation-size.")
 
 
 def _prepare(cfg: TrainConfig):
@@ -380,6 +388,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
 def _load_target(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
     if cfg.dry_run and not registry.available(cfg.target, cfg.checkpoint_root):
         return CifarResNet(ResNetConfig(depth=8)).to(device).eval()  # random stand-in: checks the code path only
+    require_same_split(cfg, cfg.target, "validation success would be measured on images the target was trained on")
     return registry.load(cfg.target, root=cfg.checkpoint_root, device=device)
 
 
