@@ -239,6 +239,15 @@ def test_dry_run_at_the_default_root_leaves_trained_checkpoints_alone(tmp_path, 
     assert saved.parent == tmp_path / "run" / "checkpoints" and not (tmp_path / "checkpoints").exists()
 
 
+def test_dry_run_advgan_runs_against_a_real_target(tmp_path):
+    root = tmp_path / "checkpoints"
+    target = CifarResNet(ResNetConfig(depth=8))  # stands in for the committed model: a real-data card, 500 held out
+    registry.save(target, "attacks-resnet20-standard", root=root,
+                  card={"data": {"split": "train minus 500 held-out images (seed 0)", "generated_dry_run_data": False}})
+    saved = train_attacks.main(_config(tmp_path, model="advgan"))  # holds out 8 generated images: nothing to compare
+    assert registry.load_card("attacks-advgan", root=saved.parent)["data"]["target_model"] == "attacks-resnet20-standard"
+
+
 def test_distillation_trains_on_the_views_the_teacher_labelled(tmp_path):
     teacher = train_attacks.main(_config(tmp_path, run_dir=str(tmp_path / "run-teacher")))
     cfg = _config(tmp_path, name="student", distill_from=teacher.name, distill_views=3, autoaugment_groups=2)

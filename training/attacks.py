@@ -277,8 +277,12 @@ def _split_description(cfg: TrainConfig) -> str:
 
 
 def require_same_split(cfg: TrainConfig, checkpoint: str, why: str) -> None:
-    """The split is seeded by --seed, so a run whose seed differs from the model it builds on holds out other images."""
-    split = registry.load_card(checkpoint, root=cfg.checkpoint_root).get("data", {}).get("split")
+    """The split is seeded by --seed, so a run whose seed differs from the model it builds on holds out other images.
+    A dry run against a real checkpoint (or the reverse) has nothing to leak: one side saw only generated images."""
+    data = registry.load_card(checkpoint, root=cfg.checkpoint_root).get("data", {})
+    if data.get("generated_dry_run_data", False) != cfg.dry_run:
+        return
+    split = data.get("split")
     if split != _split_description(cfg):
         raise ValueError(f"{checkpoint} was trained on '{split}', this run holds out '{_split_description(cfg)}': "
                          f"{why}. Use the same --seed and --validation-size.")
