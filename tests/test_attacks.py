@@ -248,9 +248,11 @@ def test_dry_run_advgan_runs_against_a_real_target(tmp_path):
     assert registry.load_card("attacks-advgan", root=saved.parent)["data"]["target_model"] == "attacks-resnet20-standard"
 
 
-def test_distillation_trains_on_the_views_the_teacher_labelled(tmp_path):
+@pytest.mark.parametrize("mixup", [0.0, 1.0])
+def test_distillation_trains_on_the_views_the_teacher_labelled(tmp_path, mixup):
     teacher = train_attacks.main(_config(tmp_path, run_dir=str(tmp_path / "run-teacher")))
-    cfg = _config(tmp_path, name="student", distill_from=teacher.name, distill_views=3, autoaugment_groups=2)
+    cfg = _config(tmp_path, name="student", distill_from=teacher.name, distill_views=3, autoaugment_groups=2,
+                  distill_mixup=mixup)
     student = train_attacks.main(cfg)
     assert registry.load_card("student", root=student.parent)["role"].endswith(f"distilled from {teacher.name}")
     bank = torch.load(tmp_path / "run" / "teacher-views.pt", weights_only=True)

@@ -26,6 +26,8 @@ time-limited run still ends with an annealed learning rate instead of stopping m
   knows ImageNet (the `teacher` preset) can pass on what 15,000 labels cannot, as far as it is better itself. The
   teacher labels `distill_views` augmented views of every training image once, before training, and the student trains on exactly
   those views ("consistent teaching", Beyer et al. 2022): on the CPU a teacher pass costs ~6 student steps.
+  `--distill-mixup 1.0` makes each view a mixup of two training images, which the teacher labels as it is: its
+  answers on in-between images teach more than 14,500 images' worth of near-certain ones (docs/attacks.md).
 - advgan: G and D of models/attacks.py, loss L_adv + α·L_GAN + β·L_hinge (spec trivae-advgan §B4) with the C&W
   margin as L_adv (untargeted, or towards `--target-class`), an LSGAN L_GAN, and L_hinge = max(0, ‖δ‖₂ − c).
   The L∞ bound ε is built into G (ε·tanh). The target classifier is fixed (eval mode, no gradients to it).
@@ -122,6 +124,9 @@ class TrainConfig(BaseTrainConfig):
     distill_views: int = 8  # augmented views per training image, labelled once by the teacher (cached in the run folder)
     distill_temperature: float = 4.0
     distill_weight: float = 0.9  # w: share of the distillation term, the rest is cross-entropy on the true labels
+    # 0 = off; else each view is a mixup of two images, share ~ Beta(a, a) folded into [0.5, 1] so the view's own
+    # image dominates and keeps its label for the cross-entropy term ("function matching", Beyer et al. 2022)
+    distill_mixup: float = 0.0
     log_every: int = 50
     eval_every: int = 500
     save_every: int = 500
@@ -237,13 +242,19 @@ def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment
     require_same_split(cfg, cfg.distill_from, "a teacher that saw the held-out images would leak them into the student")
     teacher = registry.load(cfg.distill_from, root=cfg.checkpoint_root, device=device).to(memory_format=torch.channels_last)
     views, logits = [], []
+    mixup = torch.distributions.Beta(cfg.distill_mixup, cfg.distill_mixup) if cfg.distill_mixup else None
     with torch.no_grad():
         for _ in progress(0, cfg.distill_views, f"views labelled by {cfg.distill_from}"):
             for start in range(0, len(images), 250):
                 chunk = images[start : start + 250]
                 x = augment(chunk, len(chunk) if cfg.autoaugment_groups else 0, policy)  # a policy draw per image: done once
-                logits.append(teacher(x.contiguous(memory_format=torch.channels_last)).half())
-                views.append(x.mul(255).round().to(torch.uint8))  # exact: crop, flip and AutoAugment keep 8-bit values
+                if cfg.distill_mixup:  # the partner is another image: the training images are in random order
+                    partner = augment(chunk.roll(1, 0), len(chunk) if cfg.autoaugment_groups else 0, policy)
+                    share = mixup.sample((len(x), 1, 1, 1))
+                    x = torch.maximum(share, 1 - share) * x + torch.minimum(share, 1 - share) * partner
+                view = x.mul(255).round().to(torch.uint8)  # the teacher labels exactly the 8-bit view the student sees
+                logits.append(teacher(view.float().div(255).contiguous(memory_format=torch.channels_last)).half())
+                views.append(view)
     bank = {"views": torch.cat(views), "logits": torch.cat(logits)}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(bank, path.with_suffix(".tmp"))
