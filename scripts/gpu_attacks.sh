@@ -60,8 +60,8 @@ if [ "${ATTACKS_STAGE:-all}" = distill ]; then
   "$PYTHON" -m training.attacks "${TEACHER[@]}" --checkpoint-root "$CHECKPOINTS" --max-minutes "$TEACHER_MINUTES" > "$LOGS/train-teacher.log" 2>&1 \
     || { tail -25 "$LOGS/train-teacher.log" >&2; exit 1; }
   evaluate teacher attacks-efficientnet-lite0-standard --epsilons || status=1
-  stamp "standard ResNet-20 distilled from it (16 views of each image)"
-  train standard --distill-from attacks-efficientnet-lite0-standard --distill-views 16 --max-minutes "$RESNET_MINUTES" \
+  stamp "standard ResNet-20 distilled from it (16 mixup views of each image)"
+  train standard --distill-from attacks-efficientnet-lite0-standard --distill-views 16 --distill-mixup 1.0 --max-minutes "$RESNET_MINUTES" \
     || { tail -25 "$LOGS/train-standard.log" >&2; exit 1; }
   stamp "AdvGAN against the distilled model, while that one is evaluated"
   evaluate standard attacks-resnet20-standard & evaluate_standard=$!
