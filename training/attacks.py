@@ -251,8 +251,9 @@ def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment
                 x = augment(chunk, groups, policy)
                 if cfg.distill_mixup:  # the partner is another image: the training images are in random order
                     partner = augment(chunk.roll(1, 0), groups, policy)
-                    share = mixup.sample((len(x), 1, 1, 1))  # folded so that the view's own image dominates
-                    x = torch.maximum(share, 1 - share) * x + torch.minimum(share, 1 - share) * partner
+                    share = mixup.sample((len(x), 1, 1, 1))
+                    own = torch.maximum(share, 1 - share)  # folded into [0.5, 1]: the view's own image dominates
+                    x = own * x + (1 - own) * partner
                 view = x.mul(255).round().to(torch.uint8)  # the teacher labels exactly the 8-bit view the student sees
                 logits.append(teacher(view.float().div(255).contiguous(memory_format=torch.channels_last)).half())
                 views.append(view)
