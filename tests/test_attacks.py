@@ -124,6 +124,16 @@ def test_cw_margin_loss_signs():
     assert train_attacks.cw_margin_loss(logits, labels, margin=1.0, targeted=False).item() == pytest.approx((2 - 1) / 2)
 
 
+def test_runner_up_aim_pushes_past_the_clean_second_class():
+    clean = torch.tensor([[3.0, 2.0, 0.0], [0.0, 1.0, 4.0]])  # labels 0 and 1: runner-ups 1 and 2 (the second errs)
+    labels = torch.tensor([0, 1])
+    toward = train_attacks.runner_up(lambda images: images, clean, labels)
+    assert toward.tolist() == [1, 2]
+    adversarial = torch.tensor([[1.0, 0.5, 2.0], [0.0, 1.0, 0.5]])
+    # image 0: class 2 now leads, but the aim is class 1, still 0.5 behind; image 1: 0.5 ahead of class 2
+    loss = train_attacks.cw_margin_loss(adversarial, labels, margin=10.0, targeted=False, toward=toward)
+    assert loss.item() == pytest.approx((0.5 + 0.5) / 2)
+
 # ----- data -----------------------------------------------------------------------------------------------------------
 
 def test_image_folder_layout_loads_in_class_order(tmp_path):
