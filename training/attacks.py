@@ -437,6 +437,8 @@ def runner_up(target: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
 
 
 def train_advgan(cfg: TrainConfig) -> Path:
+    if cfg.aim not in ("any", "runner-up") or (cfg.target_class >= 0 and cfg.aim != "any"):  # before any data is loaded
+        raise SystemExit(f"--aim must be 'any' or 'runner-up' (untargeted only), not {cfg.aim!r}")
     name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
     target = _load_target(cfg, device)
     for parameter in target.parameters():
@@ -450,8 +452,6 @@ def train_advgan(cfg: TrainConfig) -> Path:
     g_optimizer = torch.optim.Adam(generator.parameters(), **adam)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
     targeted = cfg.target_class >= 0
-    if cfg.aim not in ("any", "runner-up") or (targeted and cfg.aim != "any"):
-        raise SystemExit(f"--aim must be 'any' or 'runner-up' (untargeted only), not {cfg.aim!r}")
 
     run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
     start = run.restore()
