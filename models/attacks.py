@@ -9,7 +9,8 @@
 - `attacks-advgan-generator` / `attacks-advgan-discriminator`: AdvGAN (Xiao et al., "Generating Adversarial
   Examples with Adversarial Networks", IJCAI 2018) in the layout of the widely used AdvGAN_pytorch code, since
   the report does not give its networks (spec trivae-advgan §B3). The generator's tanh output is scaled by ε, so
-  its perturbation is bounded in L∞ by construction.
+  its perturbation is bounded in L∞ by construction. `context_size` adds a global context pathway (FiLM on the
+  residual blocks; `GlobalContext`), which the committed generator has.
 
 Every classifier takes [0, 1] RGB and normalises inside, which torchattacks and pytorch-grad-cam expect. The
 report's own accuracies were wrecked by attacking normalised tensors, so the classifiers refuse inputs outside
@@ -198,6 +199,31 @@ class AdvGANGeneratorConfig:
     residual_blocks: int = 4
     channels: tuple[int, int, int] = (8, 16, 32)
     full_resolution: bool = False  # True: padded stride-1 convolutions throughout (no 6×6 bottleneck)
+    # > 0: a strided context encoder (32 → 4 px) whose pooled embedding of this size scales and shifts every residual
+    # block (FiLM). The full-resolution layers see ~29 px each but cannot tell a truck from a ship; see GlobalContext.
+    context_size: int = 0
+
+
+class GlobalContext(nn.Module):
+    """Image → per-block FiLM (scale, shift) for the residual blocks.
+
+    Why: the untargeted generator collapsed into one near-universal perturbation ("make it a truck"), which cannot
+    attack the class it aims at; steering each image elsewhere needs to know roughly what the image is. The output
+    layer starts at zero, so the modulation is the identity and a generator grown from a trained parent
+    (`--init-from`) starts as exactly that parent."""
+
+    def __init__(self, channels: int, blocks: int, size: int):
+        super().__init__()
+        self.blocks, self.channels = blocks, channels
+        conv = lambda cin, cout: [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]  # noqa: E731
+        self.encoder = nn.Sequential(*conv(3, size // 4), *conv(size // 4, size // 2), *conv(size // 2, size),  # 32 → 16 → 8 → 4
+                                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(size, size), nn.ReLU(inplace=True))
+        self.film = nn.Linear(size, 2 * blocks * channels)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.film(self.encoder(x)).view(-1, self.blocks, 2, self.channels, 1, 1)  # (B, blocks, scale|shift, C, 1, 1)
 
 
 class InstanceResidualBlock(nn.Module):
@@ -211,8 +237,11 @@ class InstanceResidualBlock(nn.Module):
             nn.InstanceNorm2d(channels),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
+    def forward(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        body = self.body(x)
+        if film is not None:  # (B, 2, C, 1, 1)
+            body = body * (1 + film[:, 0]) + film[:, 1]
+        return x + body
 
 
 @register("attacks-advgan-generator", AdvGANGeneratorConfig)
@@ -238,11 +267,19 @@ class AdvGANGenerator(nn.Module):
                 nn.ConvTranspose2d(c2, c1, 3, stride=2, bias=False), nn.InstanceNorm2d(c1), nn.ReLU(inplace=True),  # 13 → 27
                 nn.ConvTranspose2d(c1, 3, 6, stride=1, bias=False),  # 27 → 32
             )
-        self.bottleneck = nn.Sequential(*[InstanceResidualBlock(c3) for _ in range(config.residual_blocks)])
+        self.bottleneck = nn.ModuleList(InstanceResidualBlock(c3) for _ in range(config.residual_blocks))
+        self.context = GlobalContext(c3, config.residual_blocks, config.context_size) if config.context_size else None
+
+    # Keys a checkpoint of this generator without them (its parent) may lack: they start as the identity.
+    grown_prefixes = ("context.",)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.encoder(images * 2 - 1)  # (B, 32, 6, 6)
-        x = self.decoder(self.bottleneck(x))  # (B, 3, 32, 32)
+        scaled = images * 2 - 1
+        x = self.encoder(scaled)  # (B, c3, 6, 6), or (B, c3, 32, 32) at full resolution
+        film = self.context(scaled) if self.context is not None else None  # (B, blocks, 2, c3, 1, 1)
+        for index, block in enumerate(self.bottleneck):
+            x = block(x, None if film is None else film[:, index])
+        x = self.decoder(x)  # (B, 3, 32, 32)
         return self.config.epsilon * torch.tanh(x)  # (B, 3, 32, 32) perturbation in (−ε, ε)
 
     def attack(self, images: torch.Tensor, epsilon: float | None = None) -> torch.Tensor:

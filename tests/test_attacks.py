@@ -95,6 +95,27 @@ def test_generator_perturbation_is_bounded(tiny_generator):
             assert adversarial.min() >= 0 and adversarial.max() <= 1
 
 
+def test_generator_grown_with_a_context_pathway_starts_as_its_parent(tmp_path):
+    from training.common import BaseTrainConfig, initialise_from
+
+    torch.manual_seed(0)
+    small = dict(channels=(4, 8, 8), residual_blocks=2, full_resolution=True)
+    parent = AdvGANGenerator(AdvGANGeneratorConfig(**small)).eval()
+    registry.save(parent, "attacks-advgan", root=tmp_path / "checkpoints", card={})
+    cfg = BaseTrainConfig(checkpoint_root=str(tmp_path / "checkpoints"), init_from="attacks-advgan")
+    grown = AdvGANGenerator(AdvGANGeneratorConfig(**small, context_size=16)).eval()
+    initialise_from(cfg, grown, start=0, run_dir=tmp_path / "run")
+    x = torch.rand(4, 3, 32, 32)
+    parent_output = registry.load("attacks-advgan", root=tmp_path / "checkpoints").float()(x)  # fp16 weights, as saved
+    assert torch.equal(grown(x), parent_output)
+    torch.nn.init.normal_(grown.context.film.weight, std=0.1)  # once trained, the context changes the perturbation
+    assert not torch.allclose(grown(x), parent_output)
+
+    deeper = AdvGANGenerator(AdvGANGeneratorConfig(**{**small, "residual_blocks": 3}))  # a new block is not a grown key
+    with pytest.raises(ValueError, match="does not fit"):
+        initialise_from(cfg, deeper, start=0, run_dir=tmp_path / "run-deeper")
+
+
 # ----- attacks --------------------------------------------------------------------------------------------------------
 
 def test_fgsm_at_zero_epsilon_is_the_identity(tiny_classifier):
