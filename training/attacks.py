@@ -473,7 +473,8 @@ def train_advgan(cfg: TrainConfig) -> Path:
             break
         for optimizer in (g_optimizer, d_optimizer):
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(fraction, group["peak"], 0.0)
+                # runs saved before the context pathway have one group each, without a "peak"
+                group["lr"] = learning_rate_at(fraction, group.get("peak", cfg.generator_learning_rate), 0.0)
         index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
         x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
         y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)
