@@ -248,6 +248,10 @@ class InstanceResidualBlock(nn.Module):
 class AdvGANGenerator(nn.Module):
     """G(x): [0, 1] image (B, 3, 32, 32) → perturbation δ with |δ| < ε; `attack(x)` = clamp(x + δ, 0, 1)."""
 
+    # Keys a parent checkpoint without the context pathway lacks (training.common.initialise_from): they start as
+    # the identity, so the grown generator starts as its parent.
+    grown_prefixes = ("context.",)
+
     def __init__(self, config: AdvGANGeneratorConfig):
         super().__init__()
         self.config = config
@@ -269,9 +273,6 @@ class AdvGANGenerator(nn.Module):
             )
         self.bottleneck = nn.ModuleList(InstanceResidualBlock(c3) for _ in range(config.residual_blocks))
         self.context = GlobalContext(c3, config.residual_blocks, config.context_size) if config.context_size else None
-
-    # Keys a checkpoint of this generator without them (its parent) may lack: they start as the identity.
-    grown_prefixes = ("context.",)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         scaled = images * 2 - 1

@@ -457,9 +457,10 @@ def train_advgan(cfg: TrainConfig) -> Path:
     adam = dict(lr=cfg.generator_learning_rate, betas=(0.5, 0.999))
     context = [parameter for name, parameter in generator.named_parameters() if name.startswith("context.")]
     rest = [parameter for name, parameter in generator.named_parameters() if not name.startswith("context.")]
-    g_optimizer = torch.optim.Adam([{"params": rest, "peak": cfg.generator_learning_rate}]
-                                   + ([{"params": context, "peak": cfg.context_learning_rate}] if context else []), **adam)
-    d_optimizer = torch.optim.Adam([{"params": discriminator.parameters(), "peak": cfg.generator_learning_rate}], **adam)
+    g_optimizer = torch.optim.Adam([{"params": rest}] + ([{"params": context, "lr": cfg.context_learning_rate}] if context else []), **adam)
+    d_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
+    # each parameter group's peak rate, kept out of the optimizer's state so runs saved with one group still resume
+    peaks = {g_optimizer: [group["lr"] for group in g_optimizer.param_groups], d_optimizer: [cfg.generator_learning_rate]}
     targeted = cfg.target_class >= 0
 
     run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
@@ -471,10 +472,9 @@ def train_advgan(cfg: TrainConfig) -> Path:
         fraction = schedule_progress(step, cfg, run.elapsed())
         if fraction >= 1:
             break
-        for optimizer in (g_optimizer, d_optimizer):
-            for group in optimizer.param_groups:
-                # runs saved before the context pathway have one group each, without a "peak"
-                group["lr"] = learning_rate_at(fraction, group.get("peak", cfg.generator_learning_rate), 0.0)
+        for optimizer, optimizer_peaks in peaks.items():
+            for group, peak in zip(optimizer.param_groups, optimizer_peaks, strict=True):
+                group["lr"] = learning_rate_at(fraction, peak, 0.0)
         index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
         x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
         y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)

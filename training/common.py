@@ -247,7 +247,7 @@ def initialise_from(cfg, module: torch.nn.Module, start: int, run_dir: str | Pat
         # A grown module (say, a generator given a context pathway) may have keys its parent lacks, under the prefixes
         # it declares as `grown_prefixes`; those start as it initialised them. Anything else must match exactly.
         missing, unexpected = module.load_state_dict(registry.load(cfg.init_from, root=cfg.checkpoint_root, device=device).state_dict(), strict=False)
-        grown = tuple(getattr(module, "grown_prefixes", ()))
+        grown = getattr(module, "grown_prefixes", ())
         if unexpected or any(not key.startswith(grown) for key in missing):
             raise ValueError(f"{cfg.init_from} does not fit this model: missing {missing}, unexpected {unexpected}")
     parent = {key: parent_card.get(key) for key in ("steps", "epochs_trained", "wall_time_s", "hardware", "train_config", "initialised_from")}
