@@ -356,6 +356,29 @@ def accuracy_plot():
     return figure
 
 
+def advgan_destination_plot():
+    """Where AdvGAN sends each class on the test split (the card's `adversarial_predictions`), as row shares; None
+    when the card predates that count. A generator that collapsed onto one class shows as one bright column."""
+    predictions = card_metrics(ADVGAN).get("adversarial_predictions")
+    if not predictions:
+        return None
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(predictions["counts"], dtype=float)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(5.6, 4.6))
+    image = axis.imshow(shares, cmap="viridis", vmin=0, vmax=1)
+    ticks = range(len(predictions["classes"]))
+    axis.set_xticks(ticks, predictions["classes"], rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(ticks, predictions["classes"], fontsize=8)
+    axis.set_xlabel("class after AdvGAN")
+    axis.set_ylabel("true class (images the target gets right)")
+    axis.set_title("Where AdvGAN sends each class (diagonal: not fooled)", fontsize=10)
+    figure.colorbar(image, ax=axis, fraction=0.046, label="share of the row")
+    figure.tight_layout()
+    return figure
+
+
 # ----- adapters (the only place with gr.Error) and layout ----------------------------------------------------------
 
 def _settings(attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, names) -> AttackSettings:
@@ -449,6 +472,8 @@ def build() -> None:
               outputs=[original, perturbation, adversarial, before, after, summary, cam_before, cam_after], api_name="attacks")
     with gr.Accordion("Accuracy vs ε, the reports' numbers beside ours, and how the models were trained", open=False):
         gr.Plot(accuracy_plot(), label="accuracy vs ε")
+        if (destinations := advgan_destination_plot()) is not None:
+            gr.Plot(destinations, label="AdvGAN: true class vs class after the attack")
         gr.Markdown(results_tables())
         gr.Markdown("\n\n".join(cards.card_summary(name) for name in CHECKPOINTS))
         gr.Markdown("CIFAR-10: Krizhevsky 2009. AdvGAN: Xiao et al., IJCAI 2018. PGD: Madry et al., ICLR 2018. FGSM: Goodfellow et al., "

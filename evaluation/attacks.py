@@ -154,13 +154,15 @@ def evaluate_advgan(name: str, images, labels, classes, args, device) -> dict:
     fooled_per_class = torch.zeros(num_classes)
     fooled_all = torch.zeros(num_classes)
     totals = torch.zeros(num_classes)
+    landed = torch.zeros(num_classes, num_classes)  # true class × class after the attack, correct images only
     fgsm_fooled = pgd_fooled = 0
     stats = {"linf": 0.0, "l2": 0.0, "psnr_db": 0.0}
     for x, y in _batches(images, labels, args.batch_size, device):
         with torch.no_grad():
             correct = target(x).argmax(1) == y
             adversarial = generator.attack(x)
-            fooled = target(adversarial).argmax(1) != y
+            adversarial_prediction = target(adversarial).argmax(1)
+            fooled = adversarial_prediction != y
         for key, value in perturbation_stats(x, adversarial).items():
             stats[key] += value * len(y)
         for attack_name, attack in (("fgsm", fgsm), ("pgd", pgd)):
@@ -176,6 +178,8 @@ def evaluate_advgan(name: str, images, labels, classes, args, device) -> dict:
         correct_per_class += torch.bincount(y_cpu, weights=correct_cpu, minlength=num_classes)
         fooled_per_class += torch.bincount(y_cpu, weights=correct_cpu * fooled_cpu, minlength=num_classes)
         fooled_all += torch.bincount(y_cpu, weights=fooled_cpu, minlength=num_classes)
+        pairs = y_cpu * num_classes + adversarial_prediction.cpu()
+        landed += torch.bincount(pairs, weights=correct_cpu, minlength=num_classes**2).view(num_classes, num_classes)
     correct_total = correct_per_class.sum().item()
     x, y = images[: args.timing_images].to(device).float().div(255), labels[: args.timing_images].to(device)
     with torch.no_grad():
@@ -190,6 +194,9 @@ def evaluate_advgan(name: str, images, labels, classes, args, device) -> dict:
         "success_rate_all_images": fooled_all.sum().item() / len(images),  # the report's definition (counts already-wrong images)
         "success_rate_all_images_per_class": {classes[c]: fooled_all[c].item() / max(totals[c].item(), 1) for c in range(num_classes)},
         "adversarial_accuracy": 1 - fooled_all.sum().item() / len(images),
+        # where the attack sends each class: an untargeted generator that collapsed onto one class shows as one column
+        "adversarial_predictions": {"rows": "true class (images the target gets right)", "columns": "class after the attack",
+                                    "classes": list(classes), "counts": landed.int().tolist()},
         "fgsm_success_rate": fgsm_fooled / max(correct_total, 1),
         "pgd10_success_rate": pgd_fooled / max(correct_total, 1),
         **{f"mean_{key}": value / len(images) for key, value in stats.items()},

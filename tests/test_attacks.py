@@ -155,6 +155,19 @@ def test_runner_up_aim_pushes_past_the_clean_second_class():
     loss = train_attacks.cw_margin_loss(adversarial, labels, margin=10.0, targeted=False, toward=toward)
     assert loss.item() == pytest.approx((0.5 + 0.5) / 2)
 
+
+def test_complement_loss_is_minus_log_of_the_wrong_classes_share_and_ignores_fooled_images():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [-3.0, 4.0, 0.0]], requires_grad=True)  # image 0 classified, image 1 fooled
+    labels = torch.tensor([0, 0])
+    loss = train_attacks.complement_loss(logits, labels, targeted=False)
+    expected = -torch.log(1 - logits.detach().softmax(1)[:, 0]).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    # ∂/∂z_y = p_y / 2 (batch mean): the classified image pulls G ~1000× harder than the fooled one
+    assert logits.grad[0, 0] > 500 * logits.grad[1, 0] > 0
+    # a confidently classified image gives a finite loss (the logsumexp form, not log(1 − p_y))
+    assert torch.isfinite(train_attacks.complement_loss(torch.tensor([[200.0, 0.0]]), torch.tensor([0]), targeted=False))
+
 # ----- data -----------------------------------------------------------------------------------------------------------
 
 def test_image_folder_layout_loads_in_class_order(tmp_path):
@@ -258,10 +271,32 @@ def test_dry_run_noise_and_advgan_then_evaluation(tmp_path):
     assert card["evaluation_command"].startswith("python -m evaluation.attacks")
     advgan_metrics = results["attacks-advgan"]
     assert set(advgan_metrics["success_rate_per_class"]) == set(CLASSES)
+    counts = torch.tensor(advgan_metrics["adversarial_predictions"]["counts"])  # rows: the correct images by true class
+    correct = round(advgan_metrics["target_clean_accuracy"] * 20)
+    assert counts.shape == (10, 10) and counts.sum() == correct
+    assert counts.sum() - counts.trace() == round(advgan_metrics["success_rate"] * correct)
     assert advgan_metrics["mean_linf"] <= 8 / 255 + 1e-3  # fp16 weights, float32 maths
     other_split = _config(tmp_path, model="advgan", seed=1, run_dir=str(tmp_path / "run-advgan-other-split"))
     with pytest.raises(ValueError, match="images the target was trained on"):  # seed 1 holds out other images
         train_attacks.main(other_split)
+
+
+def test_crop_flip_moves_a_stacked_per_pixel_target_with_its_image():
+    images = torch.rand(16, 3, 32, 32)
+    out = train_attacks.crop_flip(torch.cat([images, -images], 1))
+    assert out.shape == (16, 6, 32, 32)
+    torch.testing.assert_close(out[:, 3:], -out[:, :3], rtol=0, atol=0)
+    assert not torch.equal(out[:, :3], images)  # 16 images: some were shifted or flipped
+
+
+def test_dry_run_advgan_with_the_pgd_guide_and_the_complement_loss(tmp_path):
+    saved = train_attacks.main(_config(tmp_path, model="advgan", pgd_guide_weight=1.0, advgan_loss="complement"))
+    bank = torch.load(tmp_path / "run" / "pgd_guide.pt", weights_only=True)
+    assert bank.shape[1:] == (3, 32, 32) and bank.abs().max() <= 8 / 255 + 1e-3 and bank.abs().max() > 0
+    assert "guide_loss" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+    assert registry.load_card("attacks-advgan", root=saved.parent)["train_config"]["advgan_loss"] == "complement"
+    with pytest.raises(SystemExit, match="untargeted"):
+        train_attacks.main(_config(tmp_path / "targeted", model="advgan", pgd_guide_weight=1.0, target_class=3))
 
 
 def test_dry_run_at_the_default_root_leaves_trained_checkpoints_alone(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from demos import attacks as demo
 from models import registry
-from models.attacks import AdvGANGenerator, AdvGANGeneratorConfig, CifarResNet, ResNetConfig
+from models.attacks import CIFAR10_CLASSES, AdvGANGenerator, AdvGANGeneratorConfig, CifarResNet, ResNetConfig
 from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
 
 CIFAR = "attacks-resnet20-standard"
@@ -125,4 +125,10 @@ def test_card_panels_show_measured_metrics(checkpoint_root):
     assert "90.0 %" in tables and "95.0 %" in tables and "67.1 %" in tables  # ours beside the report's
     figure = demo.accuracy_plot()
     assert len(figure.axes[1].lines) == 2
+    assert demo.advgan_destination_plot() is None  # this card has no adversarial_predictions
+    counts = [[0] * 10 for _ in range(10)]
+    counts[3][9], counts[3][3], counts[9][1] = 3, 1, 2  # 3 of 4 cats sent to truck, 1 not fooled; 2 trucks to automobile
+    registry.update_card(demo.ADVGAN, metrics={"adversarial_predictions": {"classes": list(CIFAR10_CLASSES), "counts": counts}})
+    shares = demo.advgan_destination_plot().axes[0].images[0].get_array()
+    assert shares[3, 9] == 0.75 and shares[3, 3] == 0.25 and shares[9, 1] == 1.0 and shares[0].sum() == 0
     assert json.loads((checkpoint_root / demo.ADVGAN / "card.json").read_text())["metrics"]["success_rate"] == 0.95

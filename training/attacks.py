@@ -30,6 +30,9 @@ time-limited run still ends with an annealed learning rate instead of stopping m
   student also learns the teacher's answers between images (validation 89.8 vs 87.6 % with plain views; docs/attacks.md).
 - advgan: G and D of models/attacks.py, loss L_adv + α·L_GAN + β·L_hinge (spec trivae-advgan §B4) with the C&W
   margin as L_adv (untargeted, or towards `--target-class`), an LSGAN L_GAN, and L_hinge = max(0, ‖δ‖₂ − c).
+  `--advgan-loss complement` swaps the margin for −log(1 − p_y), which leaves the images already fooled alone.
+  `--pgd-guide-weight w` adds w·‖δ/ε − δ_PGD/ε‖² (pixel mean) on the images G does not fool yet, towards the
+  PGD-10 perturbation of each training image (made once, before training).
   Untargeted, `--aim runner-up` pushes each image past the class the target ranks second on it instead of past
   whichever class leads (an experiment against the collapse into one target class; docs/attacks.md).
   The L∞ bound ε is built into G (ε·tanh). The target classifier is fixed (eval mode, no gradients to it).
@@ -113,6 +116,13 @@ class TrainConfig(BaseTrainConfig):
     # Untargeted only: "any" = past the best other class (C&W); "runner-up" = past the class the target ranks second on
     # the clean image. With "any", G collapsed into a near-universal "make it a truck" attack (docs/attacks.md).
     aim: str = "any"
+    # L_adv: "cw" = the C&W margin (AdvGAN's); "complement" = −log(1 − p_y) untargeted (−log p_t targeted), whose
+    # gradient fades with p_y, so images already fooled stop pulling G and the ones not yet fooled get the whole step.
+    advgan_loss: str = "cw"
+    # > 0 (untargeted): on the images G does not fool yet, also pull G's δ towards the PGD-10 perturbation of that
+    # image, made once before training (pgd_guide_bank). PGD spreads its images over the classes (it lands on the
+    # clean runner-up 66 % of the time) where G collapsed onto one; the guide shows G image-specific directions.
+    pgd_guide_weight: float = 0.0
     # α, c and κ: the settings of the committed generator's last stage (docs/attacks.md). Against the labels-only target
     # (logit std 4.2), raising κ from 2 to 10, then 20, lifted test success 86.8 → 89.9 → 90.3 %: a saturated C&W
     # term leaves images just across the boundary. The distilled target's logits are smaller (std 1.5), where κ = 20
@@ -197,15 +207,20 @@ def augment(images: torch.Tensor, autoaugment_groups: int, policy: v2.AutoAugmen
     """uint8 (B, 3, 32, 32) on the device → float [0, 1]: (AutoAugment), random crop with 4 px zero padding, flip."""
     if autoaugment_groups and policy is not None:
         images = torch.cat([policy(group) for group in images.chunk(autoaugment_groups)])
-    x = images.float().div(255)
-    batch, device = x.shape[0], x.device
-    padded = F.pad(x, (4, 4, 4, 4))  # (B, 3, 40, 40)
+    return crop_flip(images.float().div(255))
+
+
+def crop_flip(x: torch.Tensor) -> torch.Tensor:
+    """Random crop with 4 px zero padding and a random horizontal flip of a float (B, C, 32, 32) batch. Any C: an
+    image stacked with a per-pixel target (say a perturbation) on the channels moves with it."""
+    batch, channels, device = x.shape[0], x.shape[1], x.device
+    padded = F.pad(x, (4, 4, 4, 4))  # (B, C, 40, 40)
     offsets = torch.randint(0, 9, (2, batch), device=device)
     rows = (offsets[0, :, None] + torch.arange(32, device=device))[:, None, :, None]  # (B, 1, 32, 1)
     cols = (offsets[1, :, None] + torch.arange(32, device=device))[:, None, None, :]  # (B, 1, 1, 32)
-    x = padded[torch.arange(batch, device=device)[:, None, None, None], torch.arange(3, device=device)[None, :, None, None], rows, cols]
+    x = padded[torch.arange(batch, device=device)[:, None, None, None], torch.arange(channels, device=device)[None, :, None, None], rows, cols]
     flip = torch.rand(batch, device=device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, 3, 32, 32)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, C, 32, 32)
 
 
 def pgd_perturb(model, images, labels, epsilon: float, alpha: float, steps: int) -> torch.Tensor:
@@ -435,6 +450,16 @@ def cw_margin_loss(logits: torch.Tensor, labels: torch.Tensor, margin: float, ta
     return gap.clamp(min=-margin).mean()
 
 
+def complement_loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Untargeted −log(1 − p_y), computed as logsumexp(all logits) − logsumexp(the others) so that it stays finite
+    at p_y → 1; targeted, the cross-entropy towards the target class. ∂/∂z_y = p_y: an image G already fools
+    (p_y ≈ 0) adds almost nothing, where the C&W margin keeps pulling it until the lead reaches κ."""
+    if targeted:
+        return F.cross_entropy(logits, labels)
+    others = logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+    return (logits.logsumexp(1) - others.logsumexp(1)).mean()
+
+
 @torch.no_grad()
 def runner_up(target: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The class the target ranks second (first if it errs) on the clean images: the nearest one to push them to."""
@@ -442,9 +467,32 @@ def runner_up(target: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).argmax(1)  # (B,)
 
 
+def pgd_guide_bank(cfg: TrainConfig, target: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
+                   path: Path) -> torch.Tensor:
+    """Untargeted PGD-10 perturbations (ε, α = ε/4) of the target on every training image, float16 (N, 3, 32, 32):
+    made once, kept in the run folder so a resumed run does not redo them (~10 target passes per image)."""
+    if path.exists():
+        return torch.load(path, map_location=device, weights_only=True)
+    chunks = []
+    for chunk in progress(0, math.ceil(len(images) / 250), "PGD-10 guide (chunks of 250)"):
+        start = chunk * 250
+        x, y = images[start : start + 250].to(device).float().div(255), labels[start : start + 250].to(device)
+        with autocast(cfg.precision, device):
+            chunks.append((pgd_perturb(target, x, y, cfg.epsilon, cfg.epsilon / 4, 10) - x).half())
+    bank = torch.cat(chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(bank, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return bank
+
+
 def train_advgan(cfg: TrainConfig) -> Path:
     if cfg.aim not in ("any", "runner-up") or (cfg.target_class >= 0 and cfg.aim != "any"):  # before any data is loaded
         raise SystemExit(f"--aim must be 'any' or 'runner-up' (untargeted only), not {cfg.aim!r}")
+    if cfg.advgan_loss not in ("cw", "complement") or (cfg.advgan_loss == "complement" and cfg.aim != "any"):
+        raise SystemExit(f"--advgan-loss must be 'cw' or 'complement' (with --aim any), not {cfg.advgan_loss!r}")
+    if cfg.pgd_guide_weight and cfg.target_class >= 0:
+        raise SystemExit("--pgd-guide-weight guides untargeted attacks only (PGD-10 is run untargeted)")
     name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
     target = _load_target(cfg, device)
     for parameter in target.parameters():
@@ -466,6 +514,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
     run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
     start = run.restore()
     parent = initialise_from(cfg, generator, start, run_dir, device)  # the generator only: D starts afresh and catches up within steps
+    guide_bank = pgd_guide_bank(cfg, target, train_images, train_labels, device, run_dir / "pgd_guide.pt") if cfg.pgd_guide_weight else None
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     for step in progress(start, cfg.steps, name):
@@ -476,7 +525,10 @@ def train_advgan(cfg: TrainConfig) -> Path:
             for group, peak in zip(optimizer.param_groups, optimizer_peaks, strict=True):
                 group["lr"] = learning_rate_at(fraction, peak, 0.0)
         index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
-        x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
+        if guide_bank is None:
+            x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
+        else:  # the PGD perturbation, in units of ε, is cropped and flipped with its image
+            x, guide = crop_flip(torch.cat([train_images[index].float().div(255), guide_bank[index].float() / cfg.epsilon], 1)).split(3, 1)
         y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)
         with autocast(cfg.precision, device):
             x_adv = generator.attack(x).float()
@@ -492,9 +544,16 @@ def train_advgan(cfg: TrainConfig) -> Path:
         gan_loss = F.mse_loss(fake, torch.ones_like(fake))
         perturbation = x_adv - x
         hinge_loss = (perturbation.flatten(1).norm(dim=1) - cfg.hinge_bound).clamp(min=0).mean()
-        toward = runner_up(target, x, y) if cfg.aim == "runner-up" else None
-        adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted, toward)
+        if cfg.advgan_loss == "complement":
+            adversarial_loss = complement_loss(logits, y, targeted)
+        else:
+            toward = runner_up(target, x, y) if cfg.aim == "runner-up" else None
+            adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted, toward)
         g_loss = adversarial_loss + cfg.gan_weight * gan_loss + cfg.hinge_weight * hinge_loss
+        if guide_bank is not None:
+            unfooled = (logits.argmax(1) == y).float()  # (B,)
+            guide_loss = ((perturbation / cfg.epsilon - guide) ** 2).mean((1, 2, 3)).mul(unfooled).mean()
+            g_loss = g_loss + cfg.pgd_guide_weight * guide_loss
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()
@@ -503,7 +562,8 @@ def train_advgan(cfg: TrainConfig) -> Path:
         row = {}
         if done % cfg.log_every == 0:
             fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
-            row = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "adversarial_loss": adversarial_loss.item(), "gan_loss": gan_loss.item(),
+            row = {"guide_loss": guide_loss.item()} if guide_bank is not None else {}
+            row |= {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "adversarial_loss": adversarial_loss.item(), "gan_loss": gan_loss.item(),
                    "hinge_loss": hinge_loss.item(), "l2": perturbation.flatten(1).norm(dim=1).mean().item(),
                    "train_success_rate": fooled.float().mean().item(), "lr": g_optimizer.param_groups[0]["lr"]}
         if done % cfg.eval_every == 0:
