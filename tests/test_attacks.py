@@ -339,7 +339,7 @@ def test_mixup_views_blend_two_images_and_the_view_s_own_image_dominates(tmp_pat
     cfg = _config(tmp_path, distill_from=teacher.name, distill_views=2, distill_mixup=mixup, validation_size=8)  # as main() trained it
     white = torch.arange(8) % 2 == 0  # black and white images alternate, so every mixup partner has the other colour
     images = white.view(8, 1, 1, 1).expand(8, 3, 32, 32).to(torch.uint8) * 255
-    bank = train_attacks.teacher_views(cfg, images, None, torch.device("cpu"), tmp_path / "views.pt")
+    bank = train_attacks.teacher_views(cfg, images, None, torch.device("cpu"))
     centre = bank["views"][:, 0, 16, 16].int()  # inside any 4-pixel crop shift: no zero padding reaches it
     assert ((centre >= 128) == white.repeat(2)).all()
     assert ((centre > 0) & (centre < 255)).any() == bool(mixup)

@@ -261,11 +261,21 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int 
     return correct / max(len(images), 1)
 
 
-def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment | None, device: torch.device, path: Path):
-    """`distill_views` augmented copies of every training image, uint8 (V·N, 3, 32, 32), and the teacher's logits on
-    each, float16 (V·N, classes): made once, kept in the run folder so a resumed run does not redo them."""
+def cached_bank(path: Path, device: torch.device, make):
+    """What `make()` returns, made once per run and kept in the run folder (written atomically), so a resumed run
+    loads it instead of redoing it. Called before the run's RunState starts its clock: --max-minutes is for training."""
     if path.exists():
         return torch.load(path, map_location=device, weights_only=True)
+    bank = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(bank, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+    return bank
+
+
+def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment | None, device: torch.device) -> dict:
+    """`distill_views` augmented copies of every training image, uint8 (V·N, 3, 32, 32), and the teacher's logits on
+    each, float16 (V·N, classes)."""
     require_same_split(cfg, cfg.distill_from, "a teacher that saw the held-out images would leak them into the student")
     teacher = registry.load(cfg.distill_from, root=cfg.checkpoint_root, device=device).to(memory_format=torch.channels_last)
     views, logits = [], []
@@ -284,11 +294,7 @@ def teacher_views(cfg: TrainConfig, images: torch.Tensor, policy: v2.AutoAugment
                 view = x.mul(255).round().to(torch.uint8)  # the teacher labels exactly the 8-bit view the student sees
                 logits.append(teacher(view.float().div(255).contiguous(memory_format=torch.channels_last)).half())
                 views.append(view)
-    bank = {"views": torch.cat(views), "logits": torch.cat(logits)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(bank, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
-    return bank
+    return {"views": torch.cat(views), "logits": torch.cat(logits)}
 
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -355,8 +361,7 @@ def train_classifier(cfg: TrainConfig) -> Path:
     if cfg.adversarial_attack not in ("pgd", "fgsm-rs"):
         raise ValueError(f"unknown adversarial attack {cfg.adversarial_attack!r}; choose pgd or fgsm-rs")
 
-    # the views come first, outside the run's clock: --max-minutes is for training
-    bank = teacher_views(cfg, train_images, policy, device, run_dir / "teacher-views.pt") if cfg.distill_from else None
+    bank = cached_bank(run_dir / "teacher-views.pt", device, lambda: teacher_views(cfg, train_images, policy, device)) if cfg.distill_from else None
     run = RunState(run_dir, model=model, optimizer=optimizer)
     start = run.restore()
     parent = initialise_from(cfg, model, start, run_dir, device)
@@ -467,23 +472,15 @@ def runner_up(target: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
     return logits.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf")).argmax(1)  # (B,)
 
 
-def pgd_guide_bank(cfg: TrainConfig, target: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device,
-                   path: Path) -> torch.Tensor:
-    """Untargeted PGD-10 perturbations (ε, α = ε/4) of the target on every training image, float16 (N, 3, 32, 32):
-    made once, kept in the run folder so a resumed run does not redo them (~10 target passes per image)."""
-    if path.exists():
-        return torch.load(path, map_location=device, weights_only=True)
+def pgd_guide_bank(cfg: TrainConfig, target: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Untargeted PGD-10 perturbations (ε, α = ε/4) of the target on every training image, float16 (N, 3, 32, 32)."""
     chunks = []
-    for chunk in progress(0, math.ceil(len(images) / 250), "PGD-10 guide (chunks of 250)"):
-        start = chunk * 250
-        x, y = images[start : start + 250].to(device).float().div(255), labels[start : start + 250].to(device)
+    batches = list(zip(images.split(250), labels.split(250)))
+    for index in progress(0, len(batches), "PGD-10 guide (chunks of 250)"):
+        x, y = batches[index][0].to(device).float().div(255), batches[index][1].to(device)
         with autocast(cfg.precision, device):
             chunks.append((pgd_perturb(target, x, y, cfg.epsilon, cfg.epsilon / 4, 10) - x).half())
-    bank = torch.cat(chunks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(bank, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
-    return bank
+    return torch.cat(chunks)
 
 
 def train_advgan(cfg: TrainConfig) -> Path:
@@ -511,10 +508,11 @@ def train_advgan(cfg: TrainConfig) -> Path:
     peaks = {g_optimizer: [group["lr"] for group in g_optimizer.param_groups], d_optimizer: [cfg.generator_learning_rate]}
     targeted = cfg.target_class >= 0
 
+    guide_bank = (cached_bank(run_dir / "pgd_guide.pt", device, lambda: pgd_guide_bank(cfg, target, train_images, train_labels, device))
+                  if cfg.pgd_guide_weight else None)
     run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
     start = run.restore()
     parent = initialise_from(cfg, generator, start, run_dir, device)  # the generator only: D starts afresh and catches up within steps
-    guide_bank = pgd_guide_bank(cfg, target, train_images, train_labels, device, run_dir / "pgd_guide.pt") if cfg.pgd_guide_weight else None
     log = CSVLog(run_dir / "log.csv", resume_step=start)
     steps_done = start
     for step in progress(start, cfg.steps, name):
