@@ -289,14 +289,18 @@ def test_crop_flip_moves_a_stacked_per_pixel_target_with_its_image():
     assert not torch.equal(out[:, :3], images)  # 16 images: some were shifted or flipped
 
 
-def test_dry_run_advgan_with_the_pgd_guide_and_the_complement_loss(tmp_path):
-    saved = train_attacks.main(_config(tmp_path, model="advgan", pgd_guide_weight=1.0, advgan_loss="complement"))
+@pytest.mark.parametrize("guided", ["unfooled", "all"])
+def test_dry_run_advgan_with_the_pgd_guide_and_the_complement_loss(tmp_path, guided):
+    saved = train_attacks.main(_config(tmp_path, model="advgan", pgd_guide_weight=1.0, pgd_guide_images=guided, advgan_loss="complement"))
     bank = torch.load(tmp_path / "run" / "pgd_guide.pt", weights_only=True)
     assert bank.shape[1:] == (3, 32, 32) and bank.abs().max() <= 8 / 255 + 1e-3 and bank.abs().max() > 0
     assert "guide_loss" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
-    assert registry.load_card("attacks-advgan", root=saved.parent)["train_config"]["advgan_loss"] == "complement"
+    train_config = registry.load_card("attacks-advgan", root=saved.parent)["train_config"]
+    assert train_config["advgan_loss"] == "complement" and train_config["pgd_guide_images"] == guided
     with pytest.raises(SystemExit, match="untargeted"):
         train_attacks.main(_config(tmp_path / "targeted", model="advgan", pgd_guide_weight=1.0, target_class=3))
+    with pytest.raises(SystemExit, match="pgd-guide-images"):
+        train_attacks.main(_config(tmp_path / "typo", model="advgan", pgd_guide_weight=1.0, pgd_guide_images="some"))
 
 
 def test_dry_run_at_the_default_root_leaves_trained_checkpoints_alone(tmp_path, monkeypatch):

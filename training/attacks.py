@@ -31,8 +31,8 @@ time-limited run still ends with an annealed learning rate instead of stopping m
 - advgan: G and D of models/attacks.py, loss L_adv + α·L_GAN + β·L_hinge (spec trivae-advgan §B4) with the C&W
   margin as L_adv (untargeted, or towards `--target-class`), an LSGAN L_GAN, and L_hinge = max(0, ‖δ‖₂ − c).
   `--advgan-loss complement` swaps the margin for −log(1 − p_y), which leaves the images already fooled alone.
-  `--pgd-guide-weight w` adds w·‖δ/ε − δ_PGD/ε‖² (pixel mean) on the images G does not fool yet, towards the
-  PGD-10 perturbation of each training image (made once, before training).
+  `--pgd-guide-weight w` adds w·‖δ/ε − δ_PGD/ε‖² (pixel mean) on the images G does not fool yet (on every image
+  with `--pgd-guide-images all`), towards the PGD-10 perturbation of each training image (made once, before training).
   Untargeted, `--aim runner-up` pushes each image past the class the target ranks second on it instead of past
   whichever class leads (an experiment against the collapse into one target class; docs/attacks.md).
   The L∞ bound ε is built into G (ε·tanh). The target classifier is fixed (eval mode, no gradients to it).
@@ -123,6 +123,9 @@ class TrainConfig(BaseTrainConfig):
     # image, made once before training (pgd_guide_bank). PGD spreads its images over the classes (it lands on the
     # clean runner-up 66 % of the time) where G collapsed onto one; the guide shows G image-specific directions.
     pgd_guide_weight: float = 0.0
+    # which images the guide pulls: "unfooled" (the ones G does not fool yet) or "all", so that the images already
+    # fooled are also drawn towards PGD's spread of classes and away from the collapse onto one
+    pgd_guide_images: str = "unfooled"
     # α, c and κ: the settings of the committed generator's last stage (docs/attacks.md). Against the labels-only target
     # (logit std 4.2), raising κ from 2 to 10, then 20, lifted test success 86.8 → 89.9 → 90.3 %: a saturated C&W
     # term leaves images just across the boundary. The distilled target's logits are smaller (std 1.5), where κ = 20
@@ -488,6 +491,8 @@ def train_advgan(cfg: TrainConfig) -> Path:
         raise SystemExit(f"--aim must be 'any' or 'runner-up' (untargeted only), not {cfg.aim!r}")
     if cfg.advgan_loss not in ("cw", "complement") or (cfg.advgan_loss == "complement" and cfg.aim != "any"):
         raise SystemExit(f"--advgan-loss must be 'cw' or 'complement' (with --aim any), not {cfg.advgan_loss!r}")
+    if cfg.pgd_guide_images not in ("unfooled", "all"):
+        raise SystemExit(f"--pgd-guide-images must be 'unfooled' or 'all', not {cfg.pgd_guide_images!r}")
     if cfg.pgd_guide_weight and cfg.target_class >= 0:
         raise SystemExit("--pgd-guide-weight guides untargeted attacks only (PGD-10 is run untargeted): pass --pgd-guide-weight 0")
     name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
@@ -549,8 +554,8 @@ def train_advgan(cfg: TrainConfig) -> Path:
             adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted, toward)
         g_loss = adversarial_loss + cfg.gan_weight * gan_loss + cfg.hinge_weight * hinge_loss
         if guide_bank is not None:
-            unfooled = (logits.argmax(1) == y).float()  # (B,)
-            guide_loss = ((perturbation / cfg.epsilon - guide) ** 2).mean((1, 2, 3)).mul(unfooled).mean()
+            pulled = (logits.argmax(1) == y).float() if cfg.pgd_guide_images == "unfooled" else torch.ones_like(y, dtype=torch.float)
+            guide_loss = ((perturbation / cfg.epsilon - guide) ** 2).mean((1, 2, 3)).mul(pulled).mean()
             g_loss = g_loss + cfg.pgd_guide_weight * guide_loss
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
