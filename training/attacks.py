@@ -554,8 +554,10 @@ def train_advgan(cfg: TrainConfig) -> Path:
             adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted, toward)
         g_loss = adversarial_loss + cfg.gan_weight * gan_loss + cfg.hinge_weight * hinge_loss
         if guide_bank is not None:
-            pulled = (logits.argmax(1) == y).float() if cfg.pgd_guide_images == "unfooled" else torch.ones_like(y, dtype=torch.float)
-            guide_loss = ((perturbation / cfg.epsilon - guide) ** 2).mean((1, 2, 3)).mul(pulled).mean()
+            per_image = ((perturbation / cfg.epsilon - guide) ** 2).mean((1, 2, 3))  # (B,)
+            if cfg.pgd_guide_images == "unfooled":
+                per_image = per_image * (logits.argmax(1) == y)
+            guide_loss = per_image.mean()
             g_loss = g_loss + cfg.pgd_guide_weight * guide_loss
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
