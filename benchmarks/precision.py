@@ -3,8 +3,8 @@
     python -m benchmarks.precision [--runs 5] [--threads 1]
 
 Times one forward + backward of the models the trainers spend their time in, at the trainers' own batch shapes,
-once in fp32 and once under `training.common.autocast("bf16")`. On CPUs with AMX tiles (Sapphire Rapids and later)
-oneDNN's bf16 convolutions are two to three times as fast, which is why `--precision auto` picks bf16 there; the ImageNet
+once in fp32 and once under `training.common.autocast("bf16")`. On CPUs with native bf16 (AMX tiles, or AVX512-BF16)
+oneDNN's bf16 convolutions are two to four times as fast, which is why `--precision auto` picks bf16 there; the ImageNet
 EfficientNet-Lite0 (depthwise convolutions) is the exception, slower in bf16. Prints one JSON line per model.
 """
 
@@ -19,7 +19,7 @@ import torch
 from benchmarks.timing import latencies
 from models.attacks import AdvGANGenerator, AdvGANGeneratorConfig, CifarResNet, ResNetConfig
 from models.cyclegan import CycleGANGenerator, CycleGANGeneratorConfig
-from training.common import autocast, cpu_has_amx
+from training.common import autocast, cpu_bf16_units
 
 CASES = {  # name: (model factory, input shape of one training forward)
     "cyclegan-generator-32f-96px": (lambda: CycleGANGenerator(CycleGANGeneratorConfig(filters=32)), (2, 3, 96, 96)),
@@ -52,7 +52,7 @@ def main(argv=None) -> list[dict]:
         model = factory().train()
         fp32, bf16 = step_ms(model, shape, "fp32", args.runs), step_ms(model, shape, "bf16", args.runs)
         result = {"case": name, "fp32_ms": fp32, "bf16_ms": bf16, "speed-up": round(fp32 / bf16, 2),
-                  "threads": args.threads, "amx": cpu_has_amx()}
+                  "threads": args.threads, "cpu_bf16": cpu_bf16_units()}
         print(json.dumps(result), flush=True)
         results.append(result)
     return results

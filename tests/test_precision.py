@@ -10,17 +10,18 @@ from training.common import parse_config, use_bf16
 
 
 @pytest.mark.parametrize(
-    ("precision", "device", "has_amx", "expected"),
+    ("precision", "device", "bf16_units", "expected"),
     [
-        ("auto", "cuda", False, True),
-        ("auto", "cpu", True, True),
-        ("auto", "cpu", False, False),  # without AMX bf16 on a CPU is emulated: slower than fp32
-        ("bf16", "cpu", False, True),
-        ("fp32", "cuda", True, False),
+        ("auto", "cuda", "", True),
+        ("auto", "cpu", "AMX", True),
+        ("auto", "cpu", "AVX512-BF16", True),
+        ("auto", "cpu", "", False),  # without native bf16 a CPU emulates it: slower than fp32
+        ("bf16", "cpu", "", True),
+        ("fp32", "cuda", "AMX", False),
     ],
 )
-def test_auto_picks_bf16_only_where_it_pays(precision, device, has_amx, expected, monkeypatch):
-    monkeypatch.setattr(common, "cpu_has_amx", lambda: has_amx)
+def test_auto_picks_bf16_only_where_it_pays(precision, device, bf16_units, expected, monkeypatch):
+    monkeypatch.setattr(common, "cpu_bf16_units", lambda: bf16_units)
     assert use_bf16(precision, torch.device(device)) is expected
 
 

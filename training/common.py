@@ -50,7 +50,7 @@ class BaseTrainConfig:
     device: str = "auto"  # auto = cuda when available, else cpu
     max_minutes: float = 0.0  # stop (saving state and weights) after this much wall time; 0 = no limit
     init_from: str = ""  # start a fresh run from this checkpoint's weights (fine-tuning; the card records the parent)
-    precision: str = "auto"  # bf16 | fp32 | auto: bf16 autocast where the hardware runs it fast (CUDA, CPUs with AMX)
+    precision: str = "auto"  # bf16 | fp32 | auto: bf16 autocast where the hardware runs it fast (CUDA, CPUs with AMX or AVX512-BF16)
 
 
 def parse_config(config_class: type, presets: dict[str, typing.Any] | None = None, argv: list[str] | None = None):
@@ -92,21 +92,23 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_amx() -> bool:
+def cpu_bf16_units() -> str:
+    """The CPU's native bf16 instructions, "AMX" (Sapphire Rapids and later) or "AVX512-BF16" (say AMD Zen 4), or ""."""
     try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return False
+        return ""
+    return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
     """Whether `--precision` asks for bf16 autocast on this device. `auto` picks it where it pays: on CUDA, and on
-    CPUs with AMX tiles (Sapphire Rapids and later), where oneDNN's bf16 convolutions train a CycleGAN or a CIFAR
-    ResNet two to three times as fast as fp32 (docs/cpu-training.md). Elsewhere bf16 on a CPU is emulated and slower."""
+    CPUs with native bf16 (AMX tiles, or AVX512-BF16), where oneDNN's bf16 convolutions train a CIFAR ResNet or
+    AdvGAN's generator two to four times as fast as fp32 (docs/cpu-training.md). Elsewhere bf16 on a CPU is emulated and slower."""
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
     if precision == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and cpu_has_amx())
+        return device.type == "cuda" or (device.type == "cpu" and bool(cpu_bf16_units()))
     return precision == "bf16"
 
 
@@ -221,7 +223,7 @@ def progress(start: int, total: int, description: str):
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()} (CUDA)"
-    return f"{platform.processor() or platform.machine()} CPU{' with AMX' if cpu_has_amx() else ''}, {torch.get_num_threads()} threads"
+    return f"{platform.processor() or platform.machine()} CPU{f' with {cpu_bf16_units()}' if cpu_bf16_units() else ''}, {torch.get_num_threads()} threads"
 
 
 def git_commit() -> str | None:
