@@ -232,7 +232,7 @@ def _attack_image(name, model, image, settings, generator, progress) -> AttackRe
         if generator is None:
             raise ValueError("AdvGAN needs the generator checkpoint attacks-advgan.")
         with torch.no_grad():
-            adversarial = generator.attack(x, settings.epsilon / 255)
+            adversarial = generator.attack(x, settings.epsilon / 255, target=model)
     else:
         wrapped = ProgressModel(model, progress, expected_forwards(settings)).eval()
         attack = build_attack(wrapped, settings)

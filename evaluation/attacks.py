@@ -160,7 +160,7 @@ def evaluate_advgan(name: str, images, labels, classes, args, device) -> dict:
     for x, y in _batches(images, labels, args.batch_size, device):
         with torch.no_grad():
             correct = target(x).argmax(1) == y
-            adversarial = generator.attack(x)
+            adversarial = generator.attack(x, target=target)
             adversarial_prediction = target(adversarial).argmax(1)
             fooled = adversarial_prediction != y
         for key, value in perturbation_stats(x, adversarial).items():
@@ -183,7 +183,7 @@ def evaluate_advgan(name: str, images, labels, classes, args, device) -> dict:
     correct_total = correct_per_class.sum().item()
     x, y = images[: args.timing_images].to(device).float().div(255), labels[: args.timing_images].to(device)
     with torch.no_grad():
-        advgan_time = _seconds_per_image(lambda a, b: generator.attack(a), x, y)
+        advgan_time = _seconds_per_image(lambda a, b: generator.attack(a, target=target), x, y)
     metrics = {
         "test_images": len(images),
         "target_model": target_name,

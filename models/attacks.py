@@ -10,7 +10,9 @@
   Examples with Adversarial Networks", IJCAI 2018) in the layout of the widely used AdvGAN_pytorch code, since
   the report does not give its networks (spec trivae-advgan §B3). The generator's tanh output is scaled by ε, so
   its perturbation is bounded in L∞ by construction. `context_size` adds a global context pathway (FiLM on the
-  residual blocks; `GlobalContext`), which the committed generator has.
+  residual blocks; `GlobalContext`), which the committed generator has. Two more ways to grow a trained generator,
+  both starting as the identity: `target_features` conditions it on the target's own features of the image (as
+  AdvGAN++ does), `refine_blocks` makes it deeper.
 
 Every classifier takes [0, 1] RGB and normalises inside, which torchattacks and pytorch-grad-cam expect. The
 report's own accuracies were wrecked by attacking normalised tensors, so the classifiers refuse inputs outside
@@ -116,10 +118,14 @@ class CifarResNet(nn.Module):
         """The last residual block: the layer Grad-CAM explains (8×8 maps)."""
         return self.stages[-1][-1]
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head reads: (B, 64) for ResNet-20."""
         x = self.stem(self.normalize(images))  # (B, 16, 32, 32)
         x = self.stages(x)  # (B, 64, 8, 8)
-        return self.head(x.mean(dim=(2, 3)))  # (B, num_classes)
+        return x.mean(dim=(2, 3))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # (B, num_classes)
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,12 @@ class AdvGANGeneratorConfig:
     # > 0: a strided context encoder (32 → 4 px) whose pooled embedding of this size scales and shifts every residual
     # block (FiLM). The full-resolution layers see ~29 px each but cannot tell a truck from a ship; see GlobalContext.
     context_size: int = 0
+    # > 0: the target's pooled features of the clean image (64 for ResNet-20) also scale and shift every residual
+    # block, as AdvGAN++ (Jandial et al. 2019) feeds G the target's features: G is told what the target sees instead
+    # of learning it. Each attack then needs one forward pass of the target (no gradient): `attack(x, target=...)`.
+    target_features: int = 0
+    # extra full-resolution residual blocks after the modulated ones, each gated by a scalar that starts at zero
+    refine_blocks: int = 0
 
 
 class GlobalContext(nn.Module):
@@ -244,13 +256,25 @@ class InstanceResidualBlock(nn.Module):
         return x + body
 
 
+class GatedResidualBlock(InstanceResidualBlock):
+    """x + g·body(x) with g = 0 at first (ReZero, Bachlechner et al. 2020), so a deeper generator grown from a
+    trained parent starts as that parent."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.gate * self.body(x)
+
+
 @register("attacks-advgan-generator", AdvGANGeneratorConfig)
 class AdvGANGenerator(nn.Module):
     """G(x): [0, 1] image (B, 3, 32, 32) → perturbation δ with |δ| < ε; `attack(x)` = clamp(x + δ, 0, 1)."""
 
-    # Keys a parent checkpoint without the context pathway lacks (training.common.initialise_from): they start as
-    # the identity, so the grown generator starts as its parent.
-    grown_prefixes = ("context.",)
+    # Keys a parent checkpoint without these pathways lacks (training.common.initialise_from): they start as the
+    # identity, so the grown generator starts as its parent.
+    grown_prefixes = ("context.", "target_film.", "refine.")
 
     def __init__(self, config: AdvGANGeneratorConfig):
         super().__init__()
@@ -273,19 +297,38 @@ class AdvGANGenerator(nn.Module):
             )
         self.bottleneck = nn.ModuleList(InstanceResidualBlock(c3) for _ in range(config.residual_blocks))
         self.context = GlobalContext(c3, config.residual_blocks, config.context_size) if config.context_size else None
+        self.target_film = nn.Linear(config.target_features, 2 * config.residual_blocks * c3) if config.target_features else None
+        if self.target_film is not None:
+            nn.init.zeros_(self.target_film.weight)
+            nn.init.zeros_(self.target_film.bias)
+        self.refine = nn.ModuleList(GatedResidualBlock(c3) for _ in range(config.refine_blocks))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, target_features: torch.Tensor | None = None) -> torch.Tensor:
         scaled = images * 2 - 1
         x = self.encoder(scaled)  # (B, c3, 6, 6), or (B, c3, 32, 32) at full resolution
         film = self.context(scaled) if self.context is not None else None  # (B, blocks, 2, c3, 1, 1)
+        if self.target_film is not None:
+            if target_features is None:
+                raise ValueError("This generator is conditioned on the target's features: call attack(images, target=model).")
+            told = self.target_film(target_features).view(-1, self.config.residual_blocks, 2, x.shape[1], 1, 1)
+            film = told if film is None else film + told
         for index, block in enumerate(self.bottleneck):
             x = block(x, None if film is None else film[:, index])
+        for block in self.refine:
+            x = block(x)
         x = self.decoder(x)  # (B, 3, 32, 32)
         return self.config.epsilon * torch.tanh(x)  # (B, 3, 32, 32) perturbation in (−ε, ε)
 
-    def attack(self, images: torch.Tensor, epsilon: float | None = None) -> torch.Tensor:
-        """Adversarial images; `epsilon` rescales the trained budget (the demo's slider)."""
-        perturbation = self(images)
+    def attack(self, images: torch.Tensor, epsilon: float | None = None, target: nn.Module | None = None) -> torch.Tensor:
+        """Adversarial images; `epsilon` rescales the trained budget (the demo's slider). `target`: the model G was
+        trained against, needed only by a generator conditioned on its features (`target_features`)."""
+        features = None
+        if self.target_film is not None:
+            if not hasattr(target, "features"):
+                raise ValueError("This AdvGAN generator is conditioned on its target's features: pass the target ResNet (attack(images, target=model)).")
+            with torch.no_grad():
+                features = target.features(images)
+        perturbation = self(images, features)
         if epsilon is not None:
             perturbation = perturbation * (epsilon / self.config.epsilon)
         return (images + perturbation).clamp(0, 1)

@@ -95,7 +95,12 @@ def test_generator_perturbation_is_bounded(tiny_generator):
             assert adversarial.min() >= 0 and adversarial.max() <= 1
 
 
-def test_generator_grown_with_a_context_pathway_starts_as_its_parent(tmp_path):
+@pytest.mark.parametrize("growth, trained_layer", [
+    ({"context_size": 16}, lambda g: g.context.film.weight),
+    ({"target_features": 8}, lambda g: g.target_film.weight),  # told the target's features (AdvGAN++)
+    ({"refine_blocks": 1}, lambda g: g.refine[0].gate),  # deeper
+])
+def test_a_grown_generator_starts_as_its_parent(tmp_path, growth, trained_layer):
     from training.common import BaseTrainConfig, initialise_from
 
     torch.manual_seed(0)
@@ -103,17 +108,25 @@ def test_generator_grown_with_a_context_pathway_starts_as_its_parent(tmp_path):
     parent = AdvGANGenerator(AdvGANGeneratorConfig(**small)).eval()
     registry.save(parent, "attacks-advgan", root=tmp_path / "checkpoints", card={})
     cfg = BaseTrainConfig(checkpoint_root=str(tmp_path / "checkpoints"), init_from="attacks-advgan")
-    grown = AdvGANGenerator(AdvGANGeneratorConfig(**small, context_size=16)).eval()
+    grown = AdvGANGenerator(AdvGANGeneratorConfig(**small, **growth)).eval()
     initialise_from(cfg, grown, start=0, run_dir=tmp_path / "run")
+    target = CifarResNet(ResNetConfig(depth=8, widths=(4, 8, 8))).eval()  # 8 features
     x = torch.rand(4, 3, 32, 32)
-    parent_output = registry.load("attacks-advgan", root=tmp_path / "checkpoints").float()(x)  # fp16 weights, as saved
-    assert torch.equal(grown(x), parent_output)
-    torch.nn.init.normal_(grown.context.film.weight, std=0.1)  # once trained, the context changes the perturbation
-    assert not torch.allclose(grown(x), parent_output)
+    parent_output = registry.load("attacks-advgan", root=tmp_path / "checkpoints").float().attack(x)  # fp16 weights, as saved
+    assert torch.equal(grown.attack(x, target=target), parent_output)
+    with torch.no_grad():
+        torch.nn.init.normal_(trained_layer(grown), std=0.1)  # once trained, the new pathway changes the perturbation
+    assert not torch.allclose(grown.attack(x, target=target), parent_output)
 
-    deeper = AdvGANGenerator(AdvGANGeneratorConfig(**{**small, "residual_blocks": 3}))  # a new block is not a grown key
+    deeper = AdvGANGenerator(AdvGANGeneratorConfig(**{**small, "residual_blocks": 3}))  # a new modulated block is not a grown key
     with pytest.raises(ValueError, match="does not fit"):
         initialise_from(cfg, deeper, start=0, run_dir=tmp_path / "run-deeper")
+
+
+def test_a_generator_told_the_targets_features_needs_the_target():
+    generator = AdvGANGenerator(AdvGANGeneratorConfig(residual_blocks=1, target_features=64)).eval()
+    with pytest.raises(ValueError, match="pass the target"):
+        generator.attack(torch.rand(1, 3, 32, 32))
 
 
 # ----- attacks --------------------------------------------------------------------------------------------------------

@@ -139,8 +139,10 @@ class TrainConfig(BaseTrainConfig):
     generator_residual_blocks: int = 4
     generator_full_resolution: bool = False  # stride-1 layers throughout instead of AdvGAN_pytorch's 6×6 bottleneck
     generator_context_size: int = 0  # > 0: a global context pathway (FiLM) of this width; grows an --init-from parent
-    # Adam's rate for that pathway: it starts from scratch while the rest is fine-tuned at --generator-learning-rate.
-    # At 2e-4 its zero-initialised output layer had moved by 4e-4 on average after 500 steps.
+    generator_target_features: int = 0  # 64: G is also conditioned on the target ResNet-20's features (AdvGAN++); grows a parent
+    generator_refine_blocks: int = 0  # extra gated residual blocks (a deeper G); grow a parent
+    # Adam's rate for those three grown pathways: they start from scratch while the rest is fine-tuned at
+    # --generator-learning-rate. At 2e-4 the context's zero-initialised output layer had moved by 4e-4 on average after 500 steps.
     context_learning_rate: float = 1e-3
     # knowledge distillation (classifiers)
     distill_from: str = ""  # checkpoint of a stronger classifier on the same split whose soft labels the model learns
@@ -502,12 +504,13 @@ def train_advgan(cfg: TrainConfig) -> Path:
     if device.type == "cuda":
         set_range_check(target, False)
     generator = AdvGANGenerator(AdvGANGeneratorConfig(epsilon=cfg.epsilon, channels=cfg.generator_channels, residual_blocks=cfg.generator_residual_blocks,
-                                                      full_resolution=cfg.generator_full_resolution, context_size=cfg.generator_context_size)).to(device)
+                                                      full_resolution=cfg.generator_full_resolution, context_size=cfg.generator_context_size,
+                                                      target_features=cfg.generator_target_features, refine_blocks=cfg.generator_refine_blocks)).to(device)
     discriminator = AdvGANDiscriminator(AdvGANDiscriminatorConfig()).to(device)
     adam = dict(lr=cfg.generator_learning_rate, betas=(0.5, 0.999))
-    context = [parameter for name, parameter in generator.named_parameters() if name.startswith("context.")]
-    rest = [parameter for name, parameter in generator.named_parameters() if not name.startswith("context.")]
-    g_optimizer = torch.optim.Adam([{"params": rest}] + ([{"params": context, "lr": cfg.context_learning_rate}] if context else []), **adam)
+    grown = [parameter for name, parameter in generator.named_parameters() if name.startswith(generator.grown_prefixes)]
+    rest = [parameter for name, parameter in generator.named_parameters() if not name.startswith(generator.grown_prefixes)]
+    g_optimizer = torch.optim.Adam([{"params": rest}] + ([{"params": grown, "lr": cfg.context_learning_rate}] if grown else []), **adam)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), **adam)
     # each parameter group's peak rate, kept out of the optimizer's state so runs saved with one group still resume
     peaks = {g_optimizer: [group["lr"] for group in g_optimizer.param_groups], d_optimizer: [cfg.generator_learning_rate]}
@@ -534,7 +537,7 @@ def train_advgan(cfg: TrainConfig) -> Path:
             x, guide = crop_flip(torch.cat([train_images[index].float().div(255), guide_bank[index].float() / cfg.epsilon], 1)).split(3, 1)
         y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)
         with autocast(cfg.precision, device):
-            x_adv = generator.attack(x).float()
+            x_adv = generator.attack(x, target=target).float()
             real, fake = discriminator(x).float(), discriminator(x_adv.detach()).float()  # (B, 1, 2, 2)
         d_loss = F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
         d_optimizer.zero_grad(set_to_none=True)
@@ -602,7 +605,7 @@ def success_rate(generator, target, images: torch.Tensor, labels: torch.Tensor, 
         x = images[start : start + batch_size].to(device).float().div(255)
         y = labels[start : start + batch_size].to(device)
         correct = target(x).argmax(1) == y
-        prediction = target(generator.attack(x)).argmax(1)
+        prediction = target(generator.attack(x, target=target)).argmax(1)
         hit = prediction == target_class if target_class >= 0 else prediction != y
         fooled += (hit & correct).sum().item()
         counted += correct.sum().item()
