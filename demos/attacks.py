@@ -42,6 +42,7 @@ CLASSIFIERS = {
     "EfficientNet-Lite0 (ImageNet, any photo)": "imagenet",
 }
 ADVGAN = "attacks-advgan"
+ADVGAN_TARGET = "attacks-resnet20-standard"  # the model the generator was trained against
 CHECKPOINTS = [name for name in CLASSIFIERS.values() if name != "imagenet"] + [ADVGAN]
 ATTACKS = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)", "DeepFool", "AdvGAN")
 TARGETED = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)")  # torchattacks supports a target label for these
@@ -231,8 +232,11 @@ def _attack_image(name, model, image, settings, generator, progress) -> AttackRe
     if settings.attack == "AdvGAN":
         if generator is None:
             raise ValueError("AdvGAN needs the generator checkpoint attacks-advgan.")
+        # a generator told its target's features (AdvGAN++) reads them from the model it was trained against, also when
+        # it attacks the other two (a transfer attack)
+        told = load_model(ADVGAN_TARGET) if generator.config.target_features else None
         with torch.no_grad():
-            adversarial = generator.attack(x, settings.epsilon / 255, target=model)
+            adversarial = generator.attack(x, settings.epsilon / 255, target=told)
     else:
         wrapped = ProgressModel(model, progress, expected_forwards(settings)).eval()
         attack = build_attack(wrapped, settings)

@@ -24,6 +24,18 @@ def tiny_models():
     return {CIFAR: CifarResNet(ResNetConfig(depth=8)).eval(), demo.ADVGAN: AdvGANGenerator(AdvGANGeneratorConfig(residual_blocks=1)).eval()}
 
 
+def test_a_generator_told_its_targets_features_reads_them_from_the_standard_model(tiny_models, picture, monkeypatch):
+    told = AdvGANGenerator(AdvGANGeneratorConfig(residual_blocks=1, target_features=64)).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(told.target_film.weight, std=0.1)
+    asked = []
+    monkeypatch.setattr(demo, "load_model", lambda name: asked.append(name) or tiny_models[name])
+    noise_model = CifarResNet(ResNetConfig(depth=8)).eval()  # attacked by transfer: its own features are not used
+    result = demo.attack_image("attacks-resnet20-noise", noise_model, picture, demo.AttackSettings(attack="AdvGAN"), told)
+    assert asked == [CIFAR]
+    assert 0 < result.metrics["linf_255"] <= 8 + 1e-3
+
+
 @pytest.fixture
 def picture():
     """Any 32×32 picture will do for the tiny untrained models."""
