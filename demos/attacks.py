@@ -441,7 +441,7 @@ def build() -> None:
         f"## {TITLE}\nPick a model and an image (a CIFAR-10 test image, or any photo for the ImageNet model; photos are "
         "centre-cropped and resized to the model's input: 32 px for CIFAR-10, 224 px for ImageNet), an attack and its budget. "
         "Untargeted attacks try to change the model's own prediction. AdvGAN's generator was trained against the standard "
-        "ResNet-20; on the other two models it is a transfer attack."
+        "ResNet-20 and reads that model's features of the image (one forward pass, no gradient); on the other two models it is a transfer attack."
     )
     with gr.Row():
         with gr.Column(scale=1):

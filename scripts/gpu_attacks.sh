@@ -7,9 +7,8 @@
 #    adversarial one, capped at 100 s);
 # 3. AdvGAN evaluated; checkpoints (fp16, cards with the measured metrics) tarred into $OUT/attacks.tar.
 # ATTACKS_STAGE=advgan: only AdvGAN again (5 min + evaluation, ~6 min), against the standard ResNet-20 already
-#   in checkpoints/, fine-tuning the committed generator when there is one (the next GPU run: the committed
-#   generator reached 87.2 % against the distilled model in ~155 CPU epochs; the target is 90 %); the tar then
-#   holds attacks-advgan only.
+#   in checkpoints/, fine-tuning the committed generator when there is one (it reached 91.8 % against the
+#   distilled model on the CPU, told the target's features; the target is 90 %); the tar then holds attacks-advgan only.
 # ATTACKS_STAGE=distill: the whole distillation recipe on a GPU (not yet run on one): the distillation teacher
 #   (ImageNet EfficientNet-Lite0 on the same split, 87.7 % after 12.6 CPU epochs, here ~30), then a standard
 #   ResNet-20 distilled from it, then AdvGAN against that; all three evaluated and tarred.

@@ -129,7 +129,7 @@ class TrainConfig(BaseTrainConfig):
     # α, c and κ: the settings of the committed generator's last stage (docs/attacks.md). Against the labels-only target
     # (logit std 4.2), raising κ from 2 to 10, then 20, lifted test success 86.8 → 89.9 → 90.3 %: a saturated C&W
     # term leaves images just across the boundary. The distilled target's logits are smaller (std 1.5), where κ = 20
-    # never clips; κ = 5 lifted test success 85.3 → 86.0 % (a context pathway then 86.8 %, the PGD guide 87.2 %).
+    # never clips; κ = 5 lifted test success 85.3 → 86.0 % (a context pathway then 86.8 %, the PGD guide 87.2 %, the target's features 91.8 %).
     gan_weight: float = 0.1  # α (the report: 15); ε·tanh already bounds δ, so D only needs to shape its texture
     hinge_weight: float = 10.0  # β (the report: 10)
     hinge_bound: float = 1.74  # c, on ‖δ‖₂ per image: the whole 8/255 box; the report's "8/25" read as L2
@@ -161,9 +161,11 @@ PRESETS = {
     "cpu": TrainConfig(),
     # One H100, three runs side by side: the time limit (--max-minutes) decides the length.
     # AdvGAN on the GPU: a full-resolution generator (the AdvGAN_pytorch layout's 6×6 bottleneck plateaued at ~35 %)
-    # with the global context pathway of the committed generator (eleventh session) and its PGD guide (twelfth; docs/attacks.md).
+    # with the global context pathway of the committed generator (eleventh session), its PGD guide (twelfth) and the
+    # target's features (fourteenth; docs/attacks.md).
     "gpu": TrainConfig(steps=30_000, batch_size=256, learning_rate=0.15, autoaugment_groups=8, adversarial_attack="pgd",
-                       generator_full_resolution=True, generator_channels=(32, 64, 64), generator_context_size=128, pgd_guide_weight=1.0,
+                       generator_full_resolution=True, generator_channels=(32, 64, 64), generator_context_size=128, generator_target_features=64,
+                       pgd_guide_weight=1.0,
                        log_every=100, eval_every=1000, save_every=1000),
     # The distillation teacher: ImageNet EfficientNet-Lite0 fine-tuned at 128 px, 4 epochs of the 14,500 images.
     # fp32: its depthwise convolutions run slower in bf16 on an AMX CPU (benchmarks/precision.py); on a GPU pass --precision bf16.
