@@ -19,7 +19,7 @@ import torch
 from benchmarks.timing import latencies
 from models.attacks import AdvGANGenerator, AdvGANGeneratorConfig, CifarResNet, ResNetConfig
 from models.cyclegan import CycleGANGenerator, CycleGANGeneratorConfig
-from training.common import autocast, cpu_bf16_units
+from models.runtime import autocast, cpu_bf16_units
 
 CASES = {  # name: (model factory, input shape of one training forward)
     "cyclegan-generator-32f-96px": (lambda: CycleGANGenerator(CycleGANGeneratorConfig(filters=32)), (2, 3, 96, 96)),

@@ -31,8 +31,8 @@ from demos import cards, examples
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.attacks import CIFAR10_CLASSES
-from training.data import DatasetMissing
-from training.data.attacks import load_cifar
+from nndl_data import DatasetMissing
+from nndl_data.attacks import load_cifar
 
 TITLE = "Adversarial attacks (FGSM, PGD, CW, DeepFool, AdvGAN)"
 CLASSIFIERS = {

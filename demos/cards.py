@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless: the app renders figures for the browser, neve
 import matplotlib.pyplot as plt
 
 from models import registry
-from training.common import read_log
+from models.registry import read_log
 
 
 def format_number(value, percent: bool = False) -> str:

@@ -24,8 +24,8 @@ from demos import cards, examples
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.cyclegan import CycleGAN, load_snapshot
-from training.data import DatasetMissing
-from training.data.cyclegan import DATASETS, image_files
+from nndl_data import DatasetMissing
+from nndl_data.cyclegan import DATASETS, image_files
 
 TITLE = "Apple ↔ Orange, Summer ↔ Winter (CycleGAN)"
 CHECKPOINTS = [f"cyclegan-{name}" for name in DATASETS]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.data import DatasetMissing, data_root, user_cache_dir
+from nndl_data import DatasetMissing, data_root, user_cache_dir
 
 NO_DATA_NOTE = "No test-split examples: the dataset is not under the data root (set NNDL_DATA_ROOT, see the README's 'Data'). Uploads work."
 

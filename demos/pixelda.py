@@ -22,8 +22,8 @@ from demos import examples
 from demos.cards import card_summary, comparison_table, plot_curves
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
-from training.data import DatasetMissing, user_cache_dir
-from training.data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
+from nndl_data import DatasetMissing, user_cache_dir
+from nndl_data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
 
 TITLE = "MNIST → MNIST-M (PixelDA)"
 CHECKPOINTS = ["pixelda-generator", "pixelda-source-only", "pixelda-adapted"]

@@ -25,9 +25,8 @@ from demos import cards, examples
 from demos.uploads import UploadError, read_image
 from models import registry
 from models.trivae import TriVAE, anomaly_maps, brain_mask, prepare_slice
-from evaluation.trivae import BASELINE_FILE
-from training.data import DatasetMissing, dataset_dir
-from training.data.trivae import (BRATS_SLICES, LGG, VolumeError, add_noise, axial_slice, foreground_fraction, lgg_patients, read_volume,
+from nndl_data import DatasetMissing, dataset_dir
+from nndl_data.trivae import (BASELINE_FILE, BRATS_SLICES, LGG, VolumeError, add_noise, axial_slice, foreground_fraction, lgg_patients, read_volume,
                                   simplex_noise_report, split_patients)
 
 TITLE = "Brain-tumour residual maps (VAE / Tri-VAE)"

@@ -25,8 +25,8 @@ import torch
 
 from models import registry
 from models.attacks import set_range_check
-from training.common import hardware, pick_device
-from training.data.attacks import load_cifar
+from models.runtime import hardware, pick_device
+from nndl_data.attacks import load_cifar
 
 CLASSIFIERS = ("attacks-resnet20-standard", "attacks-resnet20-noise", "attacks-resnet20-adversarial")
 ADVGAN = "attacks-advgan"

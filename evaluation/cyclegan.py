@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from models import registry
 from models.cyclegan import CycleGAN, load_snapshot
-from training.data.cyclegan import DATASETS, dataset_info, load_split
+from nndl_data.cyclegan import DATASETS, dataset_info, load_split
 
 COMMAND = "python -m evaluation.cyclegan"
 ORANGE_CLASSES = (950,)

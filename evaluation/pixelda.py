@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from models import registry
-from training.data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
+from nndl_data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
 
 COMMAND = "python -m evaluation.pixelda"
 

@@ -22,12 +22,11 @@ import torch
 
 from models import registry
 from models.trivae import anomaly_maps
-from training.data.trivae import Slices, load_brats_slices, load_lgg_splits
+from nndl_data.trivae import BASELINE_FILE, Slices, load_brats_slices, load_lgg_splits
 
 REPORT_DICE = {"trivae-vae": 0.2859, "trivae-trivae-coarse": 0.4791, "trivae-trivae-simplex": 0.5081}
 DEFAULT_CHECKPOINTS = ("trivae-vae", "trivae-vae-coarse", "trivae-trivae-coarse", "trivae-trivae-simplex")
 REPORT_THRESHOLD = 0.1
-BASELINE_FILE = registry.REPO_ROOT / "evaluation" / "results" / "trivae-intensity-baseline.json"  # no model: not a card
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> float:

@@ -14,6 +14,7 @@ checkpoints are fetched from its `<name>/` folder; offline, that fails fast with
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import importlib
@@ -26,6 +27,7 @@ import types
 import typing
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -248,3 +250,17 @@ def update_card(name: str, root: Path | str | None = None, **fields) -> dict:
             card[key] = value
     _write_json(path, card)
     return card
+
+
+def read_log(path: str | Path) -> dict[str, np.ndarray]:
+    """A training log as columns: floats (NaN where a row has no value), or strings for text columns."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    columns = {}
+    for key in rows[0] if rows else []:
+        values = [row[key] for row in rows]
+        try:
+            columns[key] = np.array([float(value) if value not in ("", None) else np.nan for value in values])
+        except ValueError:
+            columns[key] = np.array(values)
+    return columns

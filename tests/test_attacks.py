@@ -15,7 +15,7 @@ from PIL import Image
 from models import registry
 from models.attacks import AdvGANDiscriminator, AdvGANDiscriminatorConfig, AdvGANGenerator, AdvGANGeneratorConfig, CifarResNet, ResNetConfig
 from training import attacks as train_attacks
-from training.data.attacks import load_cifar
+from nndl_data.attacks import load_cifar
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -213,7 +213,7 @@ def _cifar100_pickles(root, per_split: int = 20) -> dict[str, str]:
 def test_cifar100_through_torchvision_pickle_layout(tmp_path, monkeypatch):
     import torchvision
 
-    from training.data.attacks import cifar100_coarse_labels
+    from nndl_data.attacks import cifar100_coarse_labels
 
     md5 = _cifar100_pickles(tmp_path)
     # torchvision checks the official release's md5 sums; point it at the fixture's instead
@@ -227,7 +227,7 @@ def test_cifar100_through_torchvision_pickle_layout(tmp_path, monkeypatch):
 
 
 def test_missing_dataset_says_where_to_put_it(tmp_path):
-    from training.data import DatasetMissing
+    from nndl_data import DatasetMissing
 
     (tmp_path / "cifar100").mkdir()
     with pytest.raises(DatasetMissing, match="CIFAR100"):

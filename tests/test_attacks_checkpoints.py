@@ -10,8 +10,8 @@ import torchattacks
 
 from models import registry
 from training import attacks as train_attacks
-from training.data import DatasetMissing
-from training.data.attacks import load_cifar
+from nndl_data import DatasetMissing
+from nndl_data.attacks import load_cifar
 
 CLASSIFIERS = ("attacks-resnet20-standard", "attacks-resnet20-noise", "attacks-resnet20-adversarial")
 pytestmark = [

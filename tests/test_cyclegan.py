@@ -28,8 +28,8 @@ from models.cyclegan import (
 )
 from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
 from training import cyclegan as training
-from training.data import DatasetMissing
-from training.data.cyclegan import DATASETS, load_split, random_crop_flip
+from nndl_data import DatasetMissing
+from nndl_data.cyclegan import DATASETS, load_split, random_crop_flip
 
 TINY_GENERATOR = CycleGANGeneratorConfig(filters=4, residual_blocks=1, image_size=32)
 

@@ -8,8 +8,8 @@ import torch
 
 from evaluation import cyclegan as evaluation
 from models import registry
-from training.data import DatasetMissing
-from training.data.cyclegan import load_split
+from nndl_data import DatasetMissing
+from nndl_data.cyclegan import load_split
 
 SLICE = evaluation.SLICE
 

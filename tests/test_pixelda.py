@@ -21,7 +21,7 @@ from models.pixelda import (
     PixelDAGeneratorConfig,
 )
 from training import pixelda as train_pixelda
-from training.common import read_log
+from models.registry import read_log
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = {

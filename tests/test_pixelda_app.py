@@ -68,7 +68,7 @@ def example_digits():
 
 
 def test_examples_are_the_first_test_digit_of_each_class(example_digits):
-    from training.data.digits import load_mnist
+    from nndl_data.digits import load_mnist
 
     images, labels = load_mnist("test")
     assert [int(labels[int(path.stem[-4:])]) for path in example_digits] == list(range(10))
@@ -121,7 +121,7 @@ def test_app_builds_every_tab_and_explains_missing_checkpoints(checkpoint_root):
 @pytest.mark.checkpoint
 def test_committed_adapted_classifier_matches_its_card_on_real_mnist_m():
     from evaluation.pixelda import predict
-    from training.data.digits import load_mnist_m
+    from nndl_data.digits import load_mnist_m
 
     try:
         images, labels = load_mnist_m("test", limit=1000)

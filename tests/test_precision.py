@@ -5,8 +5,9 @@ import importlib
 import pytest
 import torch
 
-from training import common
-from training.common import parse_config, use_bf16
+from models import runtime
+from models.runtime import use_bf16
+from training.common import parse_config
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,7 @@ from training.common import parse_config, use_bf16
     ],
 )
 def test_auto_picks_bf16_only_where_it_pays(precision, device, bf16_units, expected, monkeypatch):
-    monkeypatch.setattr(common, "cpu_bf16_units", lambda: bf16_units)
+    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: bf16_units)
     assert use_bf16(precision, torch.device(device)) is expected
 
 
@@ -33,9 +34,9 @@ def test_unknown_precision_is_refused_with_the_choices():
 def test_autocast_runs_convolutions_in_bf16_and_fp32_stays_fp32():
     conv = torch.nn.Conv2d(3, 4, 3)
     x = torch.rand(1, 3, 8, 8)
-    with common.autocast("bf16", torch.device("cpu")):
+    with runtime.autocast("bf16", torch.device("cpu")):
         assert conv(x).dtype == torch.bfloat16
-    with common.autocast("fp32", torch.device("cpu")):
+    with runtime.autocast("fp32", torch.device("cpu")):
         assert conv(x).dtype == torch.float32
 
 

@@ -17,7 +17,7 @@ from evaluation import trivae as evaluation
 from models import registry
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig, anomaly_maps, median_filter, prepare_slice
 from training import trivae as training
-from training.data import trivae as data
+from nndl_data import trivae as data
 
 TINY = dict(image_size=32, base_channels=4)
 

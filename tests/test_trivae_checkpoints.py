@@ -9,8 +9,8 @@ import torch
 
 from evaluation import trivae as evaluation
 from models import registry
-from training.data import DatasetMissing
-from training.data.trivae import load_brats_slices, load_lgg, lgg_patients, split_patients
+from nndl_data import DatasetMissing
+from nndl_data.trivae import load_brats_slices, load_lgg, lgg_patients, split_patients
 
 pytestmark = pytest.mark.checkpoint
 TOLERANCE = 0.02  # the cards were measured on a GPU; CPU convolutions differ in the last bits

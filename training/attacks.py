@@ -83,7 +83,7 @@ from training.common import (
     seed_everything,
     training_card,
 )
-from training.data.attacks import fake_cifar, load_cifar
+from nndl_data.attacks import fake_cifar, load_cifar
 
 SLUG = "attacks"
 MODELS = ("standard", "noise", "adversarial", "advgan")

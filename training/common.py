@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 
 from models import registry
 from models.registry import REPO_ROOT
+from models.runtime import autocast, cpu_bf16_units, hardware, pick_device, use_bf16  # noqa: F401  re-exported for the trainers
 
 
 @dataclasses.dataclass
@@ -83,38 +83,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_bf16_units() -> str:
-    """The CPU's native bf16 instructions, "AMX" (Sapphire Rapids and later) or "AVX512-BF16" (say AMD Zen 4), or ""."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return ""
-    return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether `--precision` asks for bf16 autocast on this device. `auto` picks it where it pays: on CUDA, and on
-    CPUs with native bf16 (AMX tiles, or AVX512-BF16), where oneDNN's bf16 convolutions train a CIFAR ResNet or
-    AdvGAN's generator two to four times as fast as fp32 (docs/cpu-training.md). Elsewhere bf16 on a CPU is emulated and slower."""
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
-    if precision == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and bool(cpu_bf16_units()))
-    return precision == "bf16"
-
-
-def autocast(precision: str, device: torch.device):
-    """The forward passes' context: bf16 mixed precision (weights, optimiser state and losses stay fp32) or nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16(precision, device))
 
 
 @functools.lru_cache(maxsize=4)
@@ -202,28 +170,8 @@ class CSVLog:
             csv.DictWriter(handle, fieldnames=self.fields).writerow(values)
 
 
-def read_log(path: str | Path) -> dict[str, np.ndarray]:
-    """A training log as columns: floats (NaN where a row has no value), or strings for text columns."""
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    columns = {}
-    for key in rows[0] if rows else []:
-        values = [row[key] for row in rows]
-        try:
-            columns[key] = np.array([float(value) if value not in ("", None) else np.nan for value in values])
-        except ValueError:
-            columns[key] = np.array(values)
-    return columns
-
-
 def progress(start: int, total: int, description: str):
     return tqdm(range(start, total), initial=start, total=total, desc=description, dynamic_ncols=True, mininterval=2.0)
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()} (CUDA)"
-    return f"{platform.processor() or platform.machine()} CPU{f' with {cpu_bf16_units()}' if cpu_bf16_units() else ''}, {torch.get_num_threads()} threads"
 
 
 def git_commit() -> str | None:

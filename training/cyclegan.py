@@ -56,7 +56,7 @@ from training.common import (
     seed_everything,
     training_card,
 )
-from training.data.cyclegan import dataset_info, load_split, random_crop_flip
+from nndl_data.cyclegan import dataset_info, load_split, random_crop_flip
 
 SLUG = "cyclegan"
 SNAPSHOT_LABELS = ("early", "middle")

@@ -49,7 +49,7 @@ from training.common import (
     seed_everything,
     training_card,
 )
-from training.data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
+from nndl_data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
 
 SLUG = "pixelda"
 

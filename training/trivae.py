@@ -48,7 +48,7 @@ from training.common import (
     seed_everything,
     training_card,
 )
-from training.data.trivae import LGG, Slices, add_noise, load_lgg_splits, split_patients, lgg_patients
+from nndl_data.trivae import LGG, Slices, add_noise, load_lgg_splits, split_patients, lgg_patients
 
 SLUG = "trivae"
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from training.data import DatasetMissing, dataset_dir
+from nndl_data import DatasetMissing, dataset_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -47,7 +47,7 @@ def image_files(dataset: str, split: str, data_root: str | Path | None = None) -
     """Sorted image paths of `split` ('trainA', 'trainB', 'testA', 'testB')."""
     folder = dataset_dir(dataset_info(dataset).folder, data_root) / split
     if not folder.is_dir():
-        raise DatasetMissing(f"{folder} is missing; expected the CycleGAN layout trainA/trainB/testA/testB (see training/data/cyclegan.py).")
+        raise DatasetMissing(f"{folder} is missing; expected the CycleGAN layout trainA/trainB/testA/testB (see nndl_data/cyclegan.py).")
     files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetMissing(f"{folder} holds no images.")

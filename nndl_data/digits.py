@@ -19,7 +19,7 @@ from PIL import Image
 
 from torchvision.datasets.utils import extract_archive
 
-from training.data import DatasetMissing, dataset_dir, user_cache_dir
+from nndl_data import DatasetMissing, dataset_dir, user_cache_dir
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -55,7 +55,7 @@ def load_mnist_m(split: str, data_root: str | Path | None = None, limit: int | N
     root = dataset_dir("mnist_m", data_root)
     labels_file = root / f"mnist_m_{split}_labels.txt"
     if not labels_file.exists():
-        raise DatasetMissing(f"{labels_file} is missing; expected the DANN MNIST-M layout (see training/data/digits.py).")
+        raise DatasetMissing(f"{labels_file} is missing; expected the DANN MNIST-M layout (see nndl_data/digits.py).")
     entries = [line.split() for line in labels_file.read_text().splitlines() if line.strip()][:limit]
     images = np.stack([np.asarray(Image.open(root / f"mnist_m_{split}" / name).convert("RGB")) for name, _ in entries])
     labels = torch.tensor([int(label) for _, label in entries])

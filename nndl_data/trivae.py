@@ -30,7 +30,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from models.trivae import brain_mask, head_mask, prepare_slice
-from training.data import DatasetMissing, dataset_dir
+from models.registry import REPO_ROOT
+from nndl_data import DatasetMissing, dataset_dir
+
+# The FLAIR-intensity baseline's measurement (no model, so not a card): written by `python -m evaluation.trivae --baseline`.
+BASELINE_FILE = REPO_ROOT / "evaluation" / "results" / "trivae-intensity-baseline.json"
 
 LGG = "brain/lgg_flair"
 BRATS_SLICES = "brain/brats21_slices"

@@ -18,7 +18,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from training.data import DatasetMissing, dataset_dir
+from nndl_data import DatasetMissing, dataset_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PICKLE_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
