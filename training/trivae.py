@@ -23,8 +23,6 @@ Writes `trivae-<model>[-<noise>]`; `python -m evaluation.trivae` measures it.
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,23 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import registry
+from models.runtime import autocast
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig, anomaly_maps, brain_mask
-from training.common import (
-    BaseTrainConfig,
-    CSVLog,
-    RunState,
-    autocast,
-    batch_indices,
-    initialise_from,
-    output_root,
-    parse_config,
-    pick_device,
-    progress,
-    seed_everything,
-    training_card,
-)
-from nndl_data.trivae import LGG, Slices, add_noise, load_lgg_splits, split_patients, lgg_patients
+from nndl_data.trivae import LGG, Slices, add_noise, lgg_patients, load_lgg_splits, split_patients
+from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config
+from training.loop import Run
 
 SLUG = "trivae"
 
@@ -200,16 +186,17 @@ class BestWeights:
 class Batches:
     """Deterministic batches (a pure function of the step, so a resumed run sees the same data and noise)."""
 
-    def __init__(self, cfg: TrainConfig, train: Slices, device: torch.device):
-        self.cfg, self.device = cfg, device
-        self.images = train.images.to(device)  # uint8 (N, S, S)
-        self.foreground = brain_mask(train.floats(), erosion=0).to(device)  # (N, 1, S, S), where noise may go
+    def __init__(self, cfg: TrainConfig, train: Slices, device: torch.device, shard=lambda batch: batch):
+        self.cfg, self.device, self.shard = cfg, device, shard  # shard: this process's part of a batch (Run.shard)
+        self.images = train.images.to(self.device)  # uint8 (N, S, S)
+        self.foreground = brain_mask(train.floats(), erosion=0).to(self.device)  # (N, 1, S, S), where noise may go
 
     def take(self, step: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = batch_indices(len(self.images), self.cfg.batch_size, step, self.cfg.seed * 7 + stream).to(self.device)
+        index = batch_indices(len(self.images), self.cfg.batch_size, step, self.cfg.seed * 7 + stream)
+        flip = torch.rand(len(index), generator=torch.Generator().manual_seed(step * 3 + stream)) < 0.5  # drawn for the whole batch
+        index, flip = self.shard(index).to(self.device), self.shard(flip).to(self.device)  # this process's part
         images, foreground = self.images[index].float().div(255).unsqueeze(1), self.foreground[index]
         if self.cfg.flip:
-            flip = (torch.rand(len(index), generator=torch.Generator().manual_seed(step * 3 + stream)) < 0.5).to(self.device)
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
             foreground = torch.where(flip.view(-1, 1, 1, 1), foreground.flip(-1), foreground)
         return images, foreground  # (B, 1, S, S) in [0, 1], bool
@@ -221,7 +208,8 @@ class Batches:
 
 
 def training_loss(model, cfg: TrainConfig, batches: Batches, step: int) -> dict[str, torch.Tensor]:
-    down = lambda t: F.interpolate(t, size=model.deep_size * 4, mode="bilinear", align_corners=False)  # noqa: E731  S/8
+    deep_size = getattr(model, "module", model).deep_size  # the model itself, also when DDP wraps it
+    down = lambda t: F.interpolate(t, size=deep_size * 4, mode="bilinear", align_corners=False)  # noqa: E731  S/8
     noise_seed = cfg.seed * 1_000_003 + step
     if cfg.model == "vae":
         clean, foreground = batches.take(step, 0)
@@ -287,44 +275,34 @@ def calibrate_thresholds(model, images: torch.Tensor, percentile: float) -> dict
 def main(cfg: TrainConfig) -> Path:
     cfg = resolve(cfg)
     name = checkpoint_name(cfg)
-    run_dir = Path(cfg.run_dir or f"runs/{name}{'-dry-run' if cfg.dry_run else ''}")
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    run = Run(cfg, name)
     data = load_data(cfg)
     model_class, _ = MODELS[cfg.model]
-    model = model_class(model_config(cfg)).to(device).train()
+    model = model_class(model_config(cfg)).to(run.device).train()
+    trained = run.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     best = BestWeights()
-    run = RunState(run_dir, model=model, optimizer=optimizer, best=best)
-    start = run.restore()
-    parent = initialise_from(cfg, model, start, run_dir, device)  # the report trained 10 + 10 epochs, and the simplex model from the coarse one
-    log = CSVLog(run_dir / "log.csv", resume_step=start)
-    batches = Batches(cfg, data["train"], device)
-    validation_clean = data["validation"].floats().to(device)
+    start = run.resume(model=model, optimizer=optimizer, best=best)
+    parent = initialise_from(cfg, model, start, run.run_dir, run.device)  # the report trained 10 + 10 epochs, and the simplex model from the coarse one
+    batches = Batches(cfg, data["train"], run.device, run.shard)
+    validation_clean = data["validation"].floats().to(run.device)
     validation_foreground = brain_mask(validation_clean, erosion=0)
     validation = (validation_clean, validation_clean if cfg.noise == "none" else batches.noised(validation_clean, validation_foreground, 12345))
-    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
 
-    steps_done = start
-    for step in progress(start, cfg.steps, name):
-        parts = training_loss(model, cfg, batches, step)
+    def step(step: int) -> dict:
+        parts = training_loss(trained, cfg, batches, step)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
-        done = steps_done = step + 1
-        row = {key: value.item() for key, value in parts.items()} if done % cfg.log_every == 0 else {}
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            row["validation_l1"] = validation_loss(model, cfg, validation)
-            best.offer(row["validation_l1"], model, done)
-        if row:
-            log.write(step=done, **row)
-        stop = time.monotonic() > deadline
-        if done % cfg.save_every == 0 or done == cfg.steps or stop:
-            run.save(done)
-        if stop:
-            print(f"stopped at step {done}/{cfg.steps}: --max-minutes {cfg.max_minutes} reached; rerun to continue", file=sys.stderr)
-            break
+        return parts
 
+    def validate(done: int) -> dict:
+        loss = validation_loss(model, cfg, validation)
+        best.offer(loss, model, done)
+        return {"validation_l1": loss}
+
+    steps_done = run.train(cfg.steps, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every, save_every=cfg.save_every)
+    run.close()
     if best.weights is None or validation_loss(model, cfg, validation) < best.loss:
         best.offer(validation_loss(model, cfg, validation), model, steps_done)
     model.load_state_dict(best.weights)
@@ -341,12 +319,11 @@ def main(cfg: TrainConfig) -> Path:
         "preprocessing": "head mask (Otsu), median head intensity → 0.35, crop to the head, resize",
         "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
     }
-    card = training_card(
-        cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data_card, finished=steps_done >= cfg.steps,
+    return run.save_checkpoint(
+        model, name, data=data_card, half=True, finished=run.finished(cfg.steps),
         best_step=best.step, best_validation_l1=round(best.loss, 6), initialised_from=parent, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
         "median_filter_size": cfg.median_filter_size, "chosen_on": "residuals inside the brain mask of the validation slices"},
     )
-    return registry.save(model.cpu(), name, root=output_root(cfg, run_dir), card=card, half=True, extra_files={"log.csv": run_dir / "log.csv"})
 
 
 if __name__ == "__main__":
