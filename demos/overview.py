@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from demos.kit import Metric, headline_text
+
 TITLE = "Overview"
 
 # slug → (tab title, course report spec, one line on what it shows)
@@ -21,6 +23,36 @@ SYSTEMS = {
 }
 
 
+# slug → the numbers the overview shows beside the report's, read from the cards the evaluation commands wrote
+HEADLINES = {
+    "pixelda": [
+        Metric("MNIST-M test, source-only", "pixelda-source-only", "mnist_m_test_accuracy", report=0.62),
+        Metric("adapted", "pixelda-adapted", "mnist_m_test_accuracy", report=0.96),
+    ],
+    "cyclegan": [
+        Metric("test apples judged orange", "cyclegan-apple2orange", "orange_share_a2b", report="qualitative only"),
+        Metric("KID apple→orange (untranslated 0.103)", "cyclegan-apple2orange", "kid_a2b", report="not measured", percent=False),
+    ],
+    "attacks": [
+        Metric("ResNet-20 clean", "attacks-resnet20-standard", "clean_accuracy", report="67.1 % (ResNet-18, CIFAR-100)"),
+        Metric("PGD-10 at 8/255, adversarially trained", "attacks-resnet20-adversarial", "pgd10_accuracy.8", report=0.2423),
+        Metric("AdvGAN success", "attacks-advgan", "success_rate_all_images", report=0.9217),
+    ],
+    "trivae": [
+        Metric("Tri-VAE Dice, LGG test", "trivae-trivae-coarse", "lgg_test.median5.dice", percent=False),
+        Metric("BraTS test", "trivae-trivae-coarse", "brats21.median5.dice", report="0.48 (IXI → BraTS T2)", percent=False),
+    ],
+}
+
+
+def status_line(slug: str, status: str) -> str:
+    """A ready system's status with its headline numbers from the cards; any other status as it is."""
+    if not status.startswith("ready"):
+        return status
+    numbers = headline_text(HEADLINES.get(slug, []))
+    return f"ready: {numbers}" if numbers else status
+
+
 def build(status: dict[str, str]) -> None:
     """`status` maps slug → 'ready', 'not trained: <command>' or 'not built yet'."""
     lines = [
@@ -33,5 +65,5 @@ def build(status: dict[str, str]) -> None:
         "|---|---|---|---|",
     ]
     for slug, (title, report, description) in SYSTEMS.items():
-        lines.append(f"| {title} | {description} | `{report}` | {status.get(slug, 'not built yet')} |")
+        lines.append(f"| {title} | {description} | `{report}` | {status_line(slug, status.get(slug, 'not built yet'))} |")
     gr.Markdown("\n".join(lines))
