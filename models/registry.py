@@ -171,31 +171,41 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
-def _fetch_from_hub(name: str, root: Path) -> None:
+def _fetch_from_hub(name: str, root: Path) -> Path:
+    """The folder `<name>/` of the Hub repo `NNDL_HUB_REPO`, through the Hugging Face cache (`HF_HUB_CACHE`).
+
+    Offline (`HF_HUB_OFFLINE=1`) it is read from the cache alone, so a Space restarted without network keeps
+    serving what it fetched before; without a cached copy, or with the Hub unreachable, the error says what to do
+    within seconds, never a hang."""
     repo_id = os.environ.get("NNDL_HUB_REPO")
     where = f"No checkpoint {name!r} in {root}/."
     if not repo_id:
         raise CheckpointMissing(f"{where} Train it with `{train_command(name)}`, or set NNDL_HUB_REPO to a Hub repo that has it.")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        raise CheckpointMissing(f"{where} HF_HUB_OFFLINE is set, so it was not fetched from {repo_id}. Train it with `{train_command(name)}`.")
-    if not _hub_reachable():
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if not offline and not _hub_reachable():
         raise CheckpointMissing(f"{where} The Hugging Face Hub is unreachable (offline?), so it was not fetched from {repo_id}. Train it with `{train_command(name)}`.")
     from huggingface_hub import snapshot_download
 
     try:
-        snapshot_download(repo_id=repo_id, allow_patterns=[f"{name}/*"], local_dir=root, etag_timeout=10)
+        snapshot = snapshot_download(repo_id=repo_id, allow_patterns=[f"{name}/*"], cache_dir=os.environ.get("HF_HUB_CACHE"),
+                                     local_files_only=offline, etag_timeout=10)
     except Exception as error:  # the hub library raises many types; the user needs one message
+        if offline:
+            raise CheckpointMissing(f"{where} HF_HUB_OFFLINE is set and {repo_id} is not in the Hugging Face cache. Unset it to download, or train it with `{train_command(name)}`.") from error
         raise CheckpointMissing(f"{where} Fetching it from {repo_id} failed: {error}") from error
-    if not (root / name / "model.safetensors").exists():
-        raise CheckpointMissing(f"{where} The Hub repo {repo_id} has no folder {name}/ either.")
+    directory = Path(snapshot) / name
+    if not (directory / "model.safetensors").exists():
+        copy = f"The cached copy of {repo_id} (HF_HUB_OFFLINE is set)" if offline else f"The Hub repo {repo_id}"
+        raise CheckpointMissing(f"{where} {copy} has no folder {name}/ either. Train it with `{train_command(name)}`.")
+    return directory
 
 
 def checkpoint_dir(name: str, root: Path | str | None = None) -> Path:
-    """The local folder of a checkpoint, fetched from the Hub first if configured and missing."""
+    """The folder of a checkpoint: `<root>/<name>`, else the Hub repo's `<name>/` in the Hugging Face cache."""
     root = Path(root) if root is not None else checkpoint_root()
     directory = root / name
     if not (directory / "model.safetensors").exists():
-        _fetch_from_hub(name, root)
+        return _fetch_from_hub(name, root)
     return directory
 
 
