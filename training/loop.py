@@ -63,7 +63,8 @@ class Run:
         self.rank, self.world_size = _start_process_group(device)
         seed_everything(cfg.seed)  # the same on every process: identical initial weights, identical batches
         self.state: RunState | None = None
-        self.start_step = self.steps_done = 0
+        self.start_step = self.steps_done = self.total_steps = 0
+        self.clock_start = time.monotonic()
 
     @property
     def is_main(self) -> bool:
@@ -98,32 +99,59 @@ class Run:
         return self.state.elapsed() if self.state else 0.0
 
     def train(self, total_steps: int, step: Callable[[int], Losses], *, validate: Callable[[int], dict[str, float]] | None = None,
-              log_every: int = 25, eval_every: int = 200, save_every: int = 200) -> int:
-        """Run `step(0-based step)` until `total_steps` or `--max-minutes`; log every `log_every` steps, validate every
-        `eval_every` steps and at the end (process 0), save the resumable state every `save_every` steps and at the
-        end. Returns the number of steps done."""
+              log_every: int = 25, eval_every: int = 200, save_every: int = 200, stop_before: Callable[[int], bool] | None = None) -> int:
+        """Run `step(0-based step)` until `total_steps` or `--max-minutes`; log every `log_every` steps, at validations and
+        at the end, validate every `eval_every` steps and at the end (process 0), save the resumable state every
+        `save_every` steps and at the end. `run.total_steps` may be lowered while training (a schedule fitted to the
+        time left); `stop_before(step)`, when true on any process, ends the run before that step (a schedule that
+        follows a time budget of its own). Returns the number of steps done."""
         if self.state is None:
             raise RuntimeError("call run.resume(model=..., optimizer=...) before run.train(...)")
         log = CSVLog(self.run_dir / "log.csv", resume_step=self.start_step) if self.is_main else None
         budget = self.cfg.max_minutes * 60
-        clock_start = time.monotonic()
-        steps = progress(self.start_step, total_steps, self.name) if self.is_main else range(self.start_step, total_steps)
-        for index in steps:
+        self.total_steps, self.clock_start = total_steps, time.monotonic()
+        bar = progress(self.start_step, total_steps, self.name) if self.is_main else None
+        index = self.start_step
+        while index < self.total_steps:
+            if stop_before is not None and self.agree(stop_before(index)):
+                self._save_state(index)
+                break
             losses = step(index)
-            done = self.steps_done = index + 1
-            row = self._mean_over_processes(losses) if done % log_every == 0 else {}
-            if validate is not None and (done % eval_every == 0 or done == total_steps) and self.is_main:
+            index = done = self.steps_done = index + 1
+            if bar is not None:
+                bar.total = self.total_steps
+                bar.update(1)
+            validating = validate is not None and (done % eval_every == 0 or done == self.total_steps)
+            row = self._mean_over_processes(losses) if done % log_every == 0 or done == self.total_steps or validating else {}
+            if validating and self.is_main:
                 row.update(validate(done))
             if row and log is not None:
                 log.write(step=done, **row)
-            stop = self._agree(bool(budget) and time.monotonic() - clock_start > budget)
-            if done % save_every == 0 or done == total_steps or stop:
+            stop = self.agree(bool(budget) and time.monotonic() - self.clock_start > budget) and done < self.total_steps
+            if done % save_every == 0 or done == self.total_steps or stop:
                 self._save_state(done)
             if stop:
                 if self.is_main:
-                    print(f"stopped at step {done}/{total_steps}: --max-minutes {self.cfg.max_minutes} reached; rerun the same command to continue", file=sys.stderr)
+                    print(f"stopped at step {done}/{self.total_steps}: --max-minutes {self.cfg.max_minutes} reached; rerun the same command to continue", file=sys.stderr)
                 break
+        if bar is not None:
+            bar.close()
         return self.steps_done
+
+    def seconds_left(self) -> float:
+        """What is left of this invocation's `--max-minutes` (its clock starts with `train`); infinite without one."""
+        if not self.cfg.max_minutes:
+            return float("inf")
+        return self.cfg.max_minutes * 60 - (time.monotonic() - self.clock_start)
+
+    def agree(self, value, smallest: bool = False):
+        """`value` (a flag or a number) made the same on every process: the largest over them (`smallest`: the
+        smallest), so that decisions from clocks (stop now, the learning rate of a time-budgeted schedule) agree."""
+        if self.world_size == 1:
+            return value
+        number = torch.tensor([-float(value) if smallest else float(value)], dtype=torch.float64)
+        dist.all_reduce(number, op=dist.ReduceOp.MAX)
+        return type(value)(-number.item() if smallest else number.item())
 
     def finished(self, total_steps: int) -> bool:
         return self.steps_done >= total_steps
@@ -150,14 +178,6 @@ class Run:
             self.state.save(done)
         if self.world_size > 1:
             dist.barrier()  # nobody runs ahead of a save it might need after a crash
-
-    def _agree(self, flag: bool) -> bool:
-        """True on every process when it is true on any (so all of them stop at the same step)."""
-        if self.world_size == 1:
-            return flag
-        value = torch.tensor([float(flag)])
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
 
     def _mean_over_processes(self, losses: Losses) -> dict:
         """The step's numbers as floats, averaged over the processes; text (say, a phase name) passes through."""

@@ -19,15 +19,12 @@ Writes checkpoints `pixelda-source-only`, `pixelda-adapted` (classifiers) and `p
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from models import registry
 from models.pixelda import (
     PixelDAClassifier,
     PixelDAClassifierConfig,
@@ -36,20 +33,9 @@ from models.pixelda import (
     PixelDAGenerator,
     PixelDAGeneratorConfig,
 )
-from training.common import (
-    BaseTrainConfig,
-    CSVLog,
-    RunState,
-    autocast,
-    batch_indices,
-    output_root,
-    parse_config,
-    pick_device,
-    progress,
-    seed_everything,
-    training_card,
-)
 from nndl_data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
+from training.common import BaseTrainConfig, batch_indices, parse_config
+from training.loop import Run
 
 SLUG = "pixelda"
 
@@ -147,9 +133,8 @@ def _set_learning_rate(optimizers, cfg: TrainConfig, pixelda_step: int) -> None:
 def main(cfg: TrainConfig) -> dict[str, Path]:
     if cfg.dry_run:
         cfg = _tiny_config(cfg)
-    run_dir = Path(cfg.run_dir or f"runs/{SLUG}{'-dry-run' if cfg.dry_run else ''}")
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    run = Run(cfg, SLUG)
+    device = run.device
     data = _load_data(cfg)
     as_float = lambda images: images.float().div(255)  # noqa: E731  uint8 (B, 3, 32, 32) → [0, 1]
     eval_sets = {
@@ -163,98 +148,91 @@ def main(cfg: TrainConfig) -> dict[str, Path]:
     classifier = PixelDAClassifier(classifier_config).to(device)
     generator = PixelDAGenerator(PixelDAGeneratorConfig(filters=cfg.generator_filters, residual_blocks=cfg.residual_blocks)).to(device)
     discriminator = PixelDADiscriminator(PixelDADiscriminatorConfig(filters=cfg.discriminator_filters)).to(device)
+    # Under torchrun each trained module averages its gradients over the processes; the G step reads D and T unwrapped
+    # (their gradients from it are discarded: the D step zeroes them first).
+    trained_baseline, trained_classifier = run.wrap(baseline), run.wrap(classifier)
+    trained_generator, trained_discriminator = run.wrap(generator), run.wrap(discriminator)
     adam = dict(lr=cfg.learning_rate, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay)
     baseline_optimizer = torch.optim.Adam(baseline.parameters(), **adam)
     d_optimizer = torch.optim.Adam([*discriminator.parameters(), *classifier.parameters()], **adam)
     g_optimizer = torch.optim.Adam(generator.parameters(), **adam)
-    run = RunState(
-        run_dir, baseline=baseline, classifier=classifier, generator=generator, discriminator=discriminator,
+    run.resume(
+        baseline=baseline, classifier=classifier, generator=generator, discriminator=discriminator,
         baseline_optimizer=baseline_optimizer, d_optimizer=d_optimizer, g_optimizer=g_optimizer,
     )
-    start = run.restore()
-    log = CSVLog(run_dir / "log.csv", resume_step=start)
     total = cfg.baseline_steps + cfg.steps
-    deadline = time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else float("inf")
     num_source, num_target = len(data["mnist_train"]), len(data["mnist_m_train"])
 
-    steps_done = start
-    for step in progress(start, total, SLUG):
-        source_index = batch_indices(num_source, cfg.batch_size, step, cfg.seed)
-        x_source = mnist_to_rgb32(train_data["mnist_train"][source_index])  # (B, 3, 32, 32)
+    def step(step: int) -> dict:
+        batch = batch_indices(num_source, cfg.batch_size, step, cfg.seed)
+        source_index = run.shard(batch)
+        x_source = mnist_to_rgb32(train_data["mnist_train"][source_index])  # (B, 3, 32, 32), this process's part
         y_source = train_data["mnist_train_labels"][source_index]
         if step < cfg.baseline_steps:  # phase 1: source-only classifier, plain CE on logits
-            with autocast(cfg.precision, device):
-                logits = baseline(x_source).float()
+            with run.autocast():
+                logits = trained_baseline(x_source).float()
             loss = F.cross_entropy(logits, y_source)
             baseline_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             baseline_optimizer.step()
-            row = {"baseline_loss": loss.item()}
-        else:  # phase 2: PixelDA
-            pixelda_step = step - cfg.baseline_steps
-            _set_learning_rate([d_optimizer, g_optimizer], cfg, pixelda_step)
-            x_target = as_float(train_data["mnist_m_train"][batch_indices(num_target, cfg.batch_size, step, cfg.seed + 1)])
-            with autocast(cfg.precision, device):
-                fake = generator(x_source).float()  # (B, 3, 32, 32), noise drawn inside
-                real_logits, fake_logits = discriminator(x_target).float(), discriminator(fake.detach()).float()
-                source_logits, transferred_logits = classifier(x_source).float(), classifier(fake.detach()).float()
-            domain_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)) + \
-                F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            source_task_loss = F.cross_entropy(source_logits, y_source)
-            transferred_task_loss = F.cross_entropy(transferred_logits, y_source)
-            d_loss = cfg.domain_loss_weight * domain_loss + source_task_loss + transferred_task_loss
-            d_optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            torch.nn.utils.clip_grad_norm_([*discriminator.parameters(), *classifier.parameters()], cfg.grad_clip)
-            d_optimizer.step()
+            return {"phase": "baseline", "baseline_loss": loss}
+        # phase 2: PixelDA
+        _set_learning_rate([d_optimizer, g_optimizer], cfg, step - cfg.baseline_steps)
+        x_target = as_float(train_data["mnist_m_train"][run.shard(batch_indices(num_target, cfg.batch_size, step, cfg.seed + 1))])
+        noise = run.shard(generator.sample_noise(len(batch)))  # drawn for the whole batch, as G itself would draw it
+        with run.autocast():
+            fake = trained_generator(x_source, noise).float()  # (B, 3, 32, 32)
+            real_logits, fake_logits = trained_discriminator(x_target).float(), trained_discriminator(fake.detach()).float()
+            source_logits, transferred_logits = trained_classifier(x_source).float(), trained_classifier(fake.detach()).float()
+        domain_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)) + \
+            F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        source_task_loss = F.cross_entropy(source_logits, y_source)
+        transferred_task_loss = F.cross_entropy(transferred_logits, y_source)
+        d_loss = cfg.domain_loss_weight * domain_loss + source_task_loss + transferred_task_loss
+        d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        torch.nn.utils.clip_grad_norm_([*discriminator.parameters(), *classifier.parameters()], cfg.grad_clip)
+        d_optimizer.step()
 
-            with autocast(cfg.precision, device):
-                g_logits, g_class_logits = discriminator(fake).float(), classifier(fake).float()
-            style_loss = F.binary_cross_entropy_with_logits(g_logits, torch.ones_like(g_logits))
-            g_task_loss = F.cross_entropy(g_class_logits, y_source)  # CE(T(x_s)) has no gradient in G
-            g_loss = cfg.style_transfer_loss_weight * style_loss + cfg.task_loss_in_g_weight * g_task_loss
-            g_optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
-            torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)
-            g_optimizer.step()
-            row = {
-                "d_loss": d_loss.item(), "domain_loss": domain_loss.item(), "g_style_loss": style_loss.item(),
-                "source_task_loss": source_task_loss.item(), "transferred_task_loss": transferred_task_loss.item(),
-                "d_real": torch.sigmoid(real_logits).mean().item(), "d_fake": torch.sigmoid(fake_logits).mean().item(),
-            }
+        with run.autocast():
+            g_logits, g_class_logits = discriminator(fake).float(), classifier(fake).float()
+        style_loss = F.binary_cross_entropy_with_logits(g_logits, torch.ones_like(g_logits))
+        g_task_loss = F.cross_entropy(g_class_logits, y_source)  # CE(T(x_s)) has no gradient in G
+        g_loss = cfg.style_transfer_loss_weight * style_loss + cfg.task_loss_in_g_weight * g_task_loss
+        g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        torch.nn.utils.clip_grad_norm_(generator.parameters(), cfg.grad_clip)
+        g_optimizer.step()
+        return {
+            "phase": "pixelda", "d_loss": d_loss, "domain_loss": domain_loss, "g_style_loss": style_loss,
+            "source_task_loss": source_task_loss, "transferred_task_loss": transferred_task_loss,
+            "d_real": torch.sigmoid(real_logits).mean(), "d_fake": torch.sigmoid(fake_logits).mean(),
+        }
 
-        done = steps_done = step + 1
-        if done % cfg.eval_every == 0 or done == total:
-            model = baseline if step < cfg.baseline_steps else classifier
-            row.update({f"acc_{name}": accuracy(model, *pair) for name, pair in eval_sets.items()})
-        if done % cfg.log_every == 0 or "acc_mnist" in row:
-            log.write(step=done, phase="baseline" if step < cfg.baseline_steps else "pixelda", **row)
-        if done % cfg.save_every == 0 or done == total:
-            run.save(done)
-        if time.monotonic() > deadline:
-            run.save(done)
-            print(f"stopped at step {done}/{total}: --max-minutes {cfg.max_minutes} reached; rerun to continue", file=sys.stderr)
-            break
-    return _write_checkpoints(cfg, run, steps_done, baseline, classifier, generator, run_dir)
+    def validate(done: int) -> dict:
+        model = baseline if done <= cfg.baseline_steps else classifier
+        return {f"acc_{name}": accuracy(model, *pair) for name, pair in eval_sets.items()}
+
+    run.train(total, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every, save_every=cfg.save_every)
+    run.close()
+    return _write_checkpoints(cfg, run, baseline, classifier, generator)
 
 
-def _write_checkpoints(cfg, run, steps_done, baseline, classifier, generator, run_dir) -> dict[str, Path]:
+def _write_checkpoints(cfg: TrainConfig, run: Run, baseline, classifier, generator) -> dict[str, Path]:
     data = {
         "source": "MNIST train (torchvision layout), tiled to RGB and resized to 32×32",
         "target": "MNIST-M train images, labels unused (DANN release layout)",
         "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
         "generated_dry_run_data": cfg.dry_run,
     }
-    common = dict(slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.baseline_steps + cfg.steps)
-    extra = {"log.csv": run_dir / "log.csv"}
-    return {
-        "pixelda-source-only": registry.save(baseline.cpu(), "pixelda-source-only", root=output_root(cfg, run_dir), extra_files=extra,
-                                             card=training_card(cfg, role="source-only baseline classifier (MNIST only)", **common)),
-        "pixelda-adapted": registry.save(classifier.cpu(), "pixelda-adapted", root=output_root(cfg, run_dir), extra_files=extra,
-                                         card=training_card(cfg, role="task classifier trained on MNIST + G(MNIST)", **common)),
-        "pixelda-generator": registry.save(generator.cpu(), "pixelda-generator", root=output_root(cfg, run_dir), half=True, extra_files=extra,
-                                           card=training_card(cfg, role="generator G(MNIST digit, z) → MNIST-M style", **common)),
+    finished = run.finished(cfg.baseline_steps + cfg.steps)
+    roles = {
+        "pixelda-source-only": (baseline, "source-only baseline classifier (MNIST only)", False),
+        "pixelda-adapted": (classifier, "task classifier trained on MNIST + G(MNIST)", False),
+        "pixelda-generator": (generator, "generator G(MNIST digit, z) → MNIST-M style", True),
     }
+    return {name: run.save_checkpoint(module, name, data=data, half=half, finished=finished, role=role)
+            for name, (module, role, half) in roles.items()}
 
 
 if __name__ == "__main__":
