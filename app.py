@@ -1,10 +1,16 @@
 """NNDL Studio: one Gradio app, an overview tab and one tab per system (`demos/<slug>.py`).
 
-Models load lazily on first use, so the app is up in seconds. A tab whose checkpoints are missing shows the
-command that trains them instead; the rest of the app still works.
+Models load lazily on first use and each tab draws its cards and curves when it is first opened, so the app is up
+in seconds. A tab whose checkpoints are missing shows the command that trains them instead; the rest of the app
+still works. How concurrent visitors are served (queues, workers, thread count, files): demos/serving.py and
+docs/concurrency.md.
 """
 
 from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
 
 import importlib
 import importlib.util
@@ -12,7 +18,7 @@ import os
 
 import gradio as gr
 
-from demos import examples, overview
+from demos import examples, overview, serving
 from models import registry
 
 
@@ -48,7 +54,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab(overview.TITLE):
             overview.build(status)
         for slug, module in demos:
-            with gr.Tab(module.TITLE, id=slug):
+            with gr.Tab(module.TITLE, id=slug) as tab:
                 missing = _missing(module)
                 if missing:
                     gr.Markdown(
@@ -58,18 +64,25 @@ def build_app() -> gr.Blocks:
                         "or set `NNDL_HUB_REPO` to a Hugging Face repo that has them."
                     )
                 else:
-                    module.build()
+                    serving.fill_when_opened(tab, module.build())
     return app
 
 
-if __name__ == "__main__":
-    # Two requests at a time, one intra-op thread each: on a 2-core machine (a free Space, this course's laptops)
-    # OpenMP threads of concurrent requests otherwise fight for the cores and every request gets slower.
-    import torch
+def _log(stage: str) -> None:
+    if os.environ.get("NNDL_STARTUP_LOG"):  # benchmarks/startup.py reads these lines
+        print(f"startup: {stage} at {time.perf_counter() - STARTED:.2f} s", flush=True)
 
-    torch.set_num_threads(int(os.environ.get("NNDL_TORCH_THREADS", "1")))
-    build_app().queue(default_concurrency_limit=2).launch(
+
+if __name__ == "__main__":
+    _log("imports done")
+    app = build_app()
+    _log("tabs built")
+    serving.launch(  # one intra-op thread per request, per-tab queues, upload limit, cache clean-up: demos/serving.py
+        app,
+        allowed_paths=examples.allowed_paths(),  # exactly the example files the tabs show
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        allowed_paths=examples.allowed_paths(),  # the tabs' one-click examples: test images from the data root
+        prevent_thread_lock=True,
     )
+    _log("serving")
+    app.block_thread()

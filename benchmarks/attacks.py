@@ -4,8 +4,8 @@
     python -m benchmarks.attacks --runs 10
 
 Targets (issue 4): FGSM on a CIFAR image ≤ 50 ms, PGD-10 ≤ 300 ms, Grad-CAM ≤ 300 ms, PGD-10 on a 224 px photo
-with EfficientNet-Lite0 ≤ 3 s. The tab runs attacks on one intra-op thread (see demos/attacks.one_thread), so
-this does too. Latency does not depend on the weights, so a missing checkpoint is replaced by a
+with EfficientNet-Lite0 ≤ 3 s. The app sets one intra-op thread per request once at start
+(demos/serving.configure_process), so this does too. Latency does not depend on the weights, so a missing checkpoint is replaced by a
 freshly initialised ResNet-20 (and said so).
 """
 
@@ -17,6 +17,7 @@ from PIL import Image
 
 from benchmarks.timing import latencies
 from demos import attacks as demo
+from demos import serving
 from models import registry
 from models.attacks import CifarResNet, ResNetConfig
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
+    serving.configure_process()
     name = "attacks-resnet20-standard"
     if registry.available(name):
         cifar_model, note = demo.load_model(name), f"weights: {name}"

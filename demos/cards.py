@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: the app renders figures for the browser, never a window
-import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 from models import registry
 from models.registry import read_log
@@ -54,23 +52,60 @@ def log_path(name: str) -> Path | None:
     return path if path.exists() else None
 
 
-def plot_curves(name: str, panels: dict[str, list[str]], title: str = ""):
-    """One subplot per panel, each plotting the named log columns against step; None if there is no log."""
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure of its own, outside pyplot: pyplot keeps every figure in one global registry that requests in
+    worker threads would share (not thread-safe, and never emptied unless closed). Tight layout at draw time."""
+    return Figure(figsize=size, layout="tight")
+
+
+def cumulative_steps(steps: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """The log's steps on one cumulative axis, and the row where each continuation starts.
+
+    A checkpoint continued with `--init-from` keeps one log, and each continuation numbers its steps on from its
+    parent's own step count, not from the total: cyclegan-apple2orange logs 100 … 9,416, then 2,812 … 7,623, then
+    5,011 … 13,081 (runs of 6,704 + 2,712, 4,911 and 8,170 steps). A step lower than the one before starts a new
+    segment, placed one logging interval after the end of the previous one (here: 22,497 steps in all, the sum of
+    the card's chain)."""
+    steps = np.asarray(steps, dtype=float)
+    starts = [0] + [row for row in range(1, len(steps)) if steps[row] < steps[row - 1]]
+    cumulative = steps.copy()
+    for index, start in enumerate(starts[1:], start=1):
+        stop = starts[index + 1] if index + 1 < len(starts) else len(steps)
+        segment = steps[start:stop]
+        gaps = np.diff(segment)
+        interval = float(np.median(gaps[gaps > 0])) if (gaps > 0).any() else float(segment[0])
+        cumulative[start:stop] = segment - (segment[0] - interval) + cumulative[start - 1]
+    return cumulative, starts
+
+
+def plot_curves(name: str, panels: dict[str, list[str]], title: str = "") -> Figure | None:
+    """One subplot per panel, each plotting the named log columns against the cumulative step; None if there is no
+    log. Each continuation of the run is its own line segment (no line drawn back across runs), after a dotted
+    vertical line."""
     path = log_path(name)
     if path is None:
         return None
     log = read_log(path)
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.2), squeeze=False)
+    steps, starts = cumulative_steps(log["step"])
+    bounds = list(zip(starts, starts[1:] + [len(steps)]))
+    figure = new_figure((5 * len(panels), 3.2))
+    axes = figure.subplots(1, len(panels), squeeze=False)
     for axis, (panel, columns) in zip(axes[0], panels.items()):
         for column in columns:
-            if column in log:
-                valid = ~(log[column] != log[column])  # drop NaN rows (columns logged at other intervals)
-                axis.plot(log["step"][valid], log[column][valid], label=column)
+            if column not in log:
+                continue
+            colour = None
+            for start, stop in bounds:
+                values, x = log[column][start:stop], steps[start:stop]
+                valid = ~np.isnan(values)  # columns logged at other intervals are NaN elsewhere
+                line, = axis.plot(x[valid], values[valid], color=colour, label=column if colour is None else None)
+                colour = line.get_color()
+        for start in starts[1:]:
+            axis.axvline(steps[start], color="gray", linestyle=":", linewidth=1)
         axis.set_title(panel)
-        axis.set_xlabel("step")
+        axis.set_xlabel("step" if len(starts) == 1 else "step, cumulative (dotted: a continued run starts)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from demos import cards, examples
+from demos import cards, examples, serving
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.cyclegan import CycleGAN, load_snapshot
@@ -69,9 +69,10 @@ def direction_label(dataset: str, direction: str) -> str:
     return dict((value, label) for label, value in direction_choices(dataset))[direction]
 
 
-@functools.cache
+@serving.load_once
 def load_model(dataset: str = "apple2orange", stage: str = "final") -> CycleGAN:
-    """Both generators of a dataset at a training stage; early/middle come from the checkpoint's int8 snapshots."""
+    """Both generators of a dataset at a training stage; early/middle come from the checkpoint's int8 snapshots.
+    Shared by all requests: translation only reads it."""
     name = f"cyclegan-{dataset}"
     model = registry.load(name)
     if stage == "final":
@@ -225,7 +226,7 @@ def example_rows(per_domain: int = EXAMPLES_PER_DOMAIN) -> list[list]:
                 files = image_files(dataset, split)[:per_domain]
             except DatasetMissing:
                 continue
-            rows += [[str(path), dataset, direction] for path in files]
+            rows += [[str(path), dataset, direction] for path in examples.shown(files)]
     return rows
 
 
@@ -267,7 +268,7 @@ def _stage_text(dataset, progress_stage) -> str:
     return f"Generators: **{current}** (slider: {' · '.join(stages)})"
 
 
-def build() -> None:
+def build() -> serving.OnOpen:
     first = next(iter(DATASETS))
     gr.Markdown(
         f"## {TITLE}\nUnpaired image-to-image translation: two ResNet generators (G: A → B, F: B → A) trained with "
@@ -304,17 +305,19 @@ def build() -> None:
     else:
         gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
     with gr.Accordion("Training and measurements", open=True):
-        measurements = gr.Markdown(measurements_markdown(first))
-        curves = gr.Plot(loss_plot(first), label="training losses (per-interval means)")
+        measurements = gr.Markdown()
+        curves = gr.Plot(label="training losses (per-interval means; step cumulative over continued runs)")
         gr.Markdown(CITATION)
 
     inputs = [image, dataset, direction, resolution, progress_stage, noise]
-    button.click(_translate, inputs, [seen, translated, reconstruction, identity, errors, summary], api_name="cyclegan")
-    dataset.change(_dataset_changed, [dataset, progress_stage], [direction, measurements, curves, stage_text], api_visibility="private")
-    progress_stage.change(_stage_text, [dataset, progress_stage], stage_text, api_visibility="private")
+    button.click(_translate, inputs, [seen, translated, reconstruction, identity, errors, summary], **serving.model_event("cyclegan", "cyclegan"))
+    dataset.change(_dataset_changed, [dataset, progress_stage], [direction, measurements, curves, stage_text], **serving.internal_event())
+    progress_stage.change(_stage_text, [dataset, progress_stage], stage_text, **serving.internal_event())
+    # the shown dataset's card and curves, when the tab is first opened (the dataset radio redraws them later)
+    return serving.OnOpen(lambda: (measurements_markdown(first), loss_plot(first)), [measurements, curves])
 
 
 if __name__ == "__main__":
-    with gr.Blocks(title=TITLE) as demo:
-        build()
-    demo.launch(allowed_paths=examples.allowed_paths())
+    import sys
+
+    serving.run_alone(sys.modules[__name__])

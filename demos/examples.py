@@ -2,29 +2,37 @@
 
 Datasets stored as files (CycleGAN photos, MNIST-M, the LGG and BraTS slices) are shown in place. Datasets stored as
 arrays in their official release (MNIST's IDX files, CIFAR's pickles) are written as PNGs to the user cache at start.
-The app lets Gradio serve both folders (`allowed_paths`). Without the data, a tab has no examples and says so.
+Every file a tab shows is registered here (`shown`, and `write_pngs` itself), and the app lets Gradio serve exactly
+those files (`allowed_paths`), nothing else under the data root. Without the data, a tab has no examples and says so.
 """
 
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from nndl_data import DatasetMissing, data_root, user_cache_dir
+from nndl_data import user_cache_dir
 
 NO_DATA_NOTE = "No test-split examples: the dataset is not under the data root (set NNDL_DATA_ROOT, see the README's 'Data'). Uploads work."
+_SHOWN: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def shown(paths):
+    """Register example files a tab shows (so the app may serve them) and return `paths` unchanged."""
+    with _LOCK:
+        _SHOWN.update(str(Path(path).resolve()) for path in paths)
+    return paths
 
 
 def allowed_paths() -> list[str]:
-    """The folders example files come from, for `launch(allowed_paths=...)`."""
-    try:
-        roots = [str(data_root())]
-    except DatasetMissing:
-        roots = []
-    return roots + [str(user_cache_dir("examples"))]
+    """The example files the tabs built so far show, for `launch(allowed_paths=...)`: call it after building."""
+    with _LOCK:
+        return sorted(_SHOWN)
 
 
 def write_pngs(slug: str, images: dict[str, np.ndarray]) -> list[Path]:
@@ -36,4 +44,4 @@ def write_pngs(slug: str, images: dict[str, np.ndarray]) -> list[Path]:
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".png", delete=False) as partial:
             Image.fromarray(np.asarray(array, dtype=np.uint8)).save(partial, format="PNG")
         paths.append(Path(partial.name).replace(folder / f"{stem}.png"))  # atomic: no half-written example
-    return paths
+    return shown(paths)

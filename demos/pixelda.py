@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from demos import examples
+from demos import examples, serving
 from demos.cards import card_summary, comparison_table, plot_curves
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
@@ -57,8 +57,9 @@ def fold_batchnorm(generator: torch.nn.Module) -> torch.nn.Module:
     return folded.to(memory_format=torch.channels_last)
 
 
-@functools.cache
+@serving.load_once
 def load_models() -> PixelDAModels:
+    """Shared by all requests: inference only reads them (no hooks, no mode switches, no gradients)."""
     generator, source_only, adapted = (registry.load(name) for name in CHECKPOINTS)
     return PixelDAModels(fold_batchnorm(generator), source_only, adapted)
 
@@ -214,7 +215,15 @@ def accuracy_markdown() -> str:
     )
 
 
-def build() -> None:
+def training_curves():
+    return plot_curves("pixelda-adapted", {
+        "GAN losses": ["domain_loss", "g_style_loss"],
+        "task losses": ["baseline_loss", "source_task_loss", "transferred_task_loss"],
+        "held-out accuracy (curves only)": ["acc_mnist", "acc_mnist_m"],
+    })
+
+
+def build() -> serving.OnOpen:
     gr.Markdown(
         f"## {TITLE}\nA GAN learns to restyle MNIST digits as MNIST-M (coloured photo textures) without ever "
         "seeing an MNIST-M label; a classifier trained on its outputs then reads real MNIST-M. Pick a test digit, "
@@ -247,15 +256,15 @@ def build() -> None:
                 label="Both classifiers on every image", interactive=False,
             )
     outputs = [digit, translations, real, source_label, adapted_label, table]
-    upload_button.click(_translate_upload, [upload, seed, styles], outputs, api_name="pixelda")
-    sketch_button.click(_translate_sketch, [sketch, seed, styles], outputs, api_name="pixelda_sketch")
+    upload_button.click(_translate_upload, [upload, seed, styles], outputs, **serving.model_event("pixelda", "pixelda"))
+    sketch_button.click(_translate_sketch, [sketch, seed, styles], outputs, **serving.model_event("pixelda", "pixelda_sketch"))
     with gr.Accordion("Results and training curves", open=True):
-        gr.Markdown(accuracy_markdown())
-        gr.Plot(
-            plot_curves("pixelda-adapted", {
-                "GAN losses": ["domain_loss", "g_style_loss"],
-                "task losses": ["baseline_loss", "source_task_loss", "transferred_task_loss"],
-                "held-out accuracy (curves only)": ["acc_mnist", "acc_mnist_m"],
-            }),
-            label="Training curves",
-        )
+        results = gr.Markdown()
+        curves = gr.Plot(label="Training curves (step cumulative over continued runs)")
+    return serving.OnOpen(lambda: (accuracy_markdown(), training_curves()), [results, curves])
+
+
+if __name__ == "__main__":
+    import sys
+
+    serving.run_alone(sys.modules[__name__])

@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from demos import cards, examples
+from demos import cards, examples, serving
 from demos.uploads import UploadError, read_image
 from models import registry
 from models.trivae import TriVAE, anomaly_maps, brain_mask, prepare_slice
@@ -73,11 +70,14 @@ def example_slices(lgg_tumours: int = 4, brats: int = 2) -> list[tuple[str, str]
     with contextlib.suppress(DatasetMissing):
         folder = dataset_dir(BRATS_SLICES)
         slices += [(p, folder / "masks" / p.name) for p in sorted((folder / "images").glob("*.png")) if (folder / "masks" / p.name).exists()][:brats]
-    return [(str(image), str(mask)) for image, mask in slices + healthy]
+    pairs = [(str(image), str(mask)) for image, mask in slices + healthy]
+    examples.shown([path for pair in pairs for path in pair])
+    return pairs
 
 
-@functools.cache
+@serving.load_once
 def load_model(name: str = "trivae-trivae-coarse") -> TriVAE:
+    """Shared by all requests: the residual maps and the noise playground only read it."""
     return registry.load(name)
 
 
@@ -284,11 +284,26 @@ def _summary(model_label):
     return cards.card_summary(name), cards.plot_curves(name, {"training loss": ["loss", "l1", "auxiliary_l1", "ssim"], "validation": ["validation_l1"]})
 
 
-def build() -> None:
+def _first_model() -> str:
     available = [label for label, name in MODELS.items() if registry.available(name)] or list(MODELS)[:3]
-    first = available[min(1, len(available) - 1)]
-    start_model = load_model(MODELS[first])
-    start_filter = start_model.config.median_filter_size
+    return available[min(1, len(available) - 1)]
+
+
+def _opened():
+    """The tab's first view, made when it is opened: the first example analysed with the first model at its
+    validation-chosen threshold, the results table, the card and the training curves."""
+    first = _first_model()
+    filter_size = load_model(MODELS[first]).config.median_filter_size
+    threshold = default_threshold(load_model(MODELS[first]), filter_size)
+    panels = [None] * 5 + [""]
+    if example_slices():
+        image, mask = example_slices()[0]
+        panels = list(_analyse(image, mask, -1, first, threshold, filter_size))
+    return (threshold, filter_size, *panels, results_table(), *_summary(first))
+
+
+def build() -> serving.OnOpen:
+    first = _first_model()
     gr.Markdown(f"## {TITLE}\nA VAE trained only on tumour-free slices reconstructs a *healthy* version of the input; "
                 "the residual |x − x̂| inside the brain, median-filtered and thresholded, marks the tumour. " + CITATION)
     with gr.Row():
@@ -302,22 +317,19 @@ def build() -> None:
             mask_upload = gr.File(label="Ground-truth mask (optional; PNG, or a NIfTI segmentation for a volume)", value=first_mask)
             slice_index = gr.Slider(-1, 1, value=-1, step=1, label="Axial slice", visible=False)
             model = gr.Dropdown(list(MODELS), value=first, label="Model")
-            threshold = gr.Slider(0, 1, value=default_threshold(start_model, start_filter), step=0.001,
+            threshold = gr.Slider(0, 1, value=0.1, step=0.001,
                                   label="Residual threshold (starts at the validation-chosen value; the report used 0.1)")
-            filter_size = gr.Slider(1, 7, value=start_filter, step=2, label="Median filter size (1 = none)")
+            filter_size = gr.Slider(1, 7, value=5, step=2, label="Median filter size (1 = none)")
             run = gr.Button("Detect", variant="primary")
         with gr.Column(scale=2):
-            initial = [None] * 5 + [""]
-            if first_image:
-                initial = _analyse(first_image, first_mask, -1, first, default_threshold(start_model, start_filter), start_filter)
             with gr.Row():
-                shown = gr.Image(initial[0], label="Input (normalised, cropped)", height=220)
-                reconstruction = gr.Image(initial[1], label="Reconstruction x̂ (z = μ)", height=220)
-                residual = gr.Image(initial[2], label="Residual |x − x̂| (inferno, 0–0.5)", height=220)
+                shown = gr.Image(label="Input (normalised, cropped)", height=220)
+                reconstruction = gr.Image(label="Reconstruction x̂ (z = μ)", height=220)
+                residual = gr.Image(label="Residual |x − x̂| (inferno, 0–0.5)", height=220)
             with gr.Row():
-                overlaid = gr.Image(initial[3], label="Prediction (red) and ground truth (green)", height=220)
-                truth = gr.Image(initial[4], label="Ground truth", height=220)
-            verdict = gr.Markdown(initial[5])
+                overlaid = gr.Image(label="Prediction (red) and ground truth (green)", height=220)
+                truth = gr.Image(label="Ground truth", height=220)
+            verdict = gr.Markdown()
     with gr.Accordion("Noise playground: the synthetic anomalies the Tri-VAE learns to remove", open=False):
         with gr.Row():
             kind = gr.Radio(["coarse", "simplex"], value="coarse", label="Noise")
@@ -333,27 +345,30 @@ def build() -> None:
             healed = gr.Image(label="Model output (healed)", height=200)
             healed_residual = gr.Image(label="|noised − output|", height=200)
     with gr.Accordion("Report vs ours, training card and curves", open=True):
-        gr.Markdown(results_table())
-        card_text, figure = _summary(first)
-        summary = gr.Markdown(card_text)
-        curves = gr.Plot(figure)
+        results = gr.Markdown()
+        summary = gr.Markdown()
+        curves = gr.Plot(label="training curves (step cumulative over continued runs)")
 
     inputs = [upload, mask_upload, slice_index, model, threshold, filter_size]
     outputs = [shown, reconstruction, residual, overlaid, truth, verdict]
-    gallery.select(_pick_example, None, [upload, mask_upload, slice_index]).then(_analyse, inputs, outputs)
+    analyse_event = serving.model_event("trivae")  # the tab's queue; private: /trivae is the public way in
+    gallery.select(_pick_example, None, [upload, mask_upload, slice_index], **serving.internal_event()).then(_analyse, inputs, outputs, **analyse_event)
     # A new image makes the previous ground truth meaningless: clear it (upload a matching mask after the image).
-    upload.upload(_load_file, upload, slice_index).then(lambda: None, None, mask_upload).then(_analyse, inputs, outputs)
-    mask_upload.upload(_analyse, inputs, outputs)
-    run.click(_analyse, inputs, outputs, api_name="trivae")
-    slice_index.release(_analyse, inputs, outputs)
-    threshold.release(_analyse, inputs, outputs)
-    filter_size.release(_threshold_for, [model, filter_size], threshold).then(_analyse, inputs, outputs)
-    model.change(_threshold_for, [model, filter_size], threshold).then(_analyse, inputs, outputs).then(_summary, model, [summary, curves])
+    upload.upload(_load_file, upload, slice_index, **analyse_event).then(
+        lambda: None, None, mask_upload, **serving.internal_event()).then(_analyse, inputs, outputs, **analyse_event)
+    mask_upload.upload(_analyse, inputs, outputs, **analyse_event)
+    run.click(_analyse, inputs, outputs, **serving.model_event("trivae", "trivae"))
+    slice_index.release(_analyse, inputs, outputs, **analyse_event)
+    threshold.release(_analyse, inputs, outputs, **analyse_event)
+    filter_size.release(_threshold_for, [model, filter_size], threshold, **serving.internal_event()).then(_analyse, inputs, outputs, **analyse_event)
+    model.change(_threshold_for, [model, filter_size], threshold, **serving.internal_event()).then(
+        _analyse, inputs, outputs, **analyse_event).then(_summary, model, [summary, curves], **serving.internal_event())
     noise_button.click(_noise, [upload, slice_index, model, kind, sigma, grid, frequency, seed, report_style],
-                       [noised, noise_map, healed, healed_residual], api_name="trivae_noise")
+                       [noised, noise_map, healed, healed_residual], **serving.model_event("trivae", "trivae_noise"))
+    return serving.OnOpen(_opened, [threshold, filter_size, *outputs, results, summary, curves])
 
 
 if __name__ == "__main__":
-    with gr.Blocks(title=TITLE) as demo:
-        build()
-    demo.launch(allowed_paths=examples.allowed_paths())
+    import sys
+
+    serving.run_alone(sys.modules[__name__])
