@@ -42,21 +42,9 @@ from models.cyclegan import (
     CycleGANGeneratorConfig,
     save_snapshot,
 )
-from training.common import (
-    BaseTrainConfig,
-    CSVLog,
-    RunState,
-    autocast,
-    batch_indices,
-    initialise_from,
-    output_root,
-    parse_config,
-    pick_device,
-    progress,
-    seed_everything,
-    training_card,
-)
 from nndl_data.cyclegan import dataset_info, load_split, random_crop_flip
+from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config
+from training.loop import Run
 
 SLUG = "cyclegan"
 SNAPSHOT_LABELS = ("early", "middle")
@@ -216,15 +204,13 @@ def _lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(scores, torch.full_like(scores, 1.0 if real else 0.0))
 
 
-def main(cfg: TrainConfig) -> Path:
-    started = time.monotonic()
+def main(cfg: TrainConfig) -> Path | None:
+    started = time.monotonic()  # --max-minutes counts from the start of the command here (scripts/gpu_cyclegan.sh relies on it)
     info = dataset_info(cfg.dataset)
     if cfg.dry_run:
         cfg = _tiny_config(cfg)
-    run_dir = Path(cfg.run_dir or f"runs/{SLUG}-{cfg.dataset}{'-dry-run' if cfg.dry_run else ''}")
-    checkpoint_root = output_root(cfg, run_dir)
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    run = Run(cfg, f"{SLUG}-{cfg.dataset}")
+    device = run.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     load_size = cfg.load_size or round(cfg.image_size * 286 / 256)
@@ -239,45 +225,45 @@ def main(cfg: TrainConfig) -> Path:
     model = CycleGAN(CycleGANConfig(generator=generator_config, dataset=info.name, domain_a=info.domain_a, domain_b=info.domain_b)).to(device)
     discriminator_config = CycleGANDiscriminatorConfig(filters=cfg.discriminator_filters)
     d_a, d_b = CycleGANDiscriminator(discriminator_config).to(device), CycleGANDiscriminator(discriminator_config).to(device)
+    # Under torchrun each trained network averages its gradients over the processes; the generators' step reads the
+    # discriminators unwrapped (no gradient reaches them there).
+    g_ab, g_ba, trained_d_a, trained_d_b = run.wrap(model.g_ab), run.wrap(model.g_ba), run.wrap(d_a), run.wrap(d_b)
     adam = dict(lr=cfg.learning_rate, betas=(cfg.beta1, 0.999), **({"fused": True} if device.type == "cuda" else {}))
     g_optimizer = torch.optim.Adam(model.parameters(), **adam)
     d_optimizer = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], **adam)
+    # Under torchrun each process keeps a pool of its own part of the fakes; the run state holds process 0's.
     pool_a, pool_b = ImagePool(cfg.pool_size, cfg.seed + 11), ImagePool(cfg.pool_size, cfg.seed + 12)
-    run = RunState(run_dir, model=model, d_a=d_a, d_b=d_b, g_optimizer=g_optimizer, d_optimizer=d_optimizer,
-                   pool_a=pool_a, pool_b=pool_b, schedule=schedule)
-    start = run.restore()
-    parent = initialise_from(cfg, model, start, run_dir, device)  # generators only: fresh discriminators catch up within a few hundred steps
+    start = run.resume(model=model, d_a=d_a, d_b=d_b, g_optimizer=g_optimizer, d_optimizer=d_optimizer,
+                       pool_a=pool_a, pool_b=pool_b, schedule=schedule)
+    parent = initialise_from(cfg, model, start, run.run_dir, device)  # generators only: fresh discriminators catch up within a few hundred steps
     if parent:
-        _inherit_parent_files(cfg, run_dir, schedule)
+        _inherit_parent_files(cfg, run.run_dir, schedule, copy=run.is_main)
     for pool in (pool_a, pool_b):
         pool.images = [image.to(device) for image in pool.images]
-    log = CSVLog(run_dir / "log.csv", resume_step=start)
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     lambda_identity = cfg.lambda_cycle * cfg.identity_weight
     means = LossMeans()
-    timer, window = None, cfg.calibration_steps
+    clock = {"timer": None, "window": cfg.calibration_steps}  # --fit-to-time: (step, time) of the last timing, and the next window
 
-    steps_done = start
-    bar = progress(start, schedule.total, f"{SLUG}-{cfg.dataset}")
-    step = start
-    while step < schedule.total:
+    def step(step: int) -> dict:
         factor = schedule.learning_rate_factor(step)
         for optimizer in (g_optimizer, d_optimizer):
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * factor
-        augment = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # crops and flips: a function of the step
+        augment = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # crops and flips: a function of the step, drawn for the whole batch
         real_a = random_crop_flip(data["A"][batch_indices(num_a, cfg.batch_size, step, cfg.seed)], cfg.image_size, augment)  # (B, 3, S, S)
         real_b = random_crop_flip(data["B"][batch_indices(num_b, cfg.batch_size, step, cfg.seed + 1)], cfg.image_size, augment)
-        real_a, real_b, batch = real_a.to(device), real_b.to(device), real_a.shape[0]
+        real_a, real_b = run.shard(real_a.to(device)), run.shard(real_b.to(device))  # this process's part
+        batch = real_a.shape[0]
 
         # Generators. Each generator runs once on its source images and the identity images together
         # (instance norm is per image, so batching them is exact and halves the kernel launches).
         for parameter in [*d_a.parameters(), *d_b.parameters()]:
             parameter.requires_grad_(False)
-        with autocast(cfg.precision, device):
-            fake_b, same_b = model.g_ab(torch.cat([real_a, real_b])).float().split(batch)  # G_AB(a), G_AB(b) ≈ b
-            fake_a, same_a = model.g_ba(torch.cat([real_b, real_a])).float().split(batch)  # G_BA(b), G_BA(a) ≈ a
-            rec_a, rec_b = model.g_ba(fake_b).float(), model.g_ab(fake_a).float()  # (B, 3, S, S) each
+        with run.autocast():
+            fake_b, same_b = g_ab(torch.cat([real_a, real_b])).float().split(batch)  # G_AB(a), G_AB(b) ≈ b
+            fake_a, same_a = g_ba(torch.cat([real_b, real_a])).float().split(batch)  # G_BA(b), G_BA(a) ≈ a
+            rec_a, rec_b = g_ba(fake_b).float(), g_ab(fake_a).float()  # (B, 3, S, S) each
             scores_b, scores_a = d_b(fake_b).float(), d_a(fake_a).float()
         losses = {
             "g_ab": _lsgan(scores_b, True), "g_ba": _lsgan(scores_a, True),
@@ -293,9 +279,9 @@ def main(cfg: TrainConfig) -> Path:
         # Discriminators, on real images and fakes from the history pools.
         for parameter in [*d_a.parameters(), *d_b.parameters()]:
             parameter.requires_grad_(True)
-        with autocast(cfg.precision, device):
-            real_scores_a, fake_scores_a = d_a(torch.cat([real_a, pool_a.query(fake_a)])).float().split(batch)
-            real_scores_b, fake_scores_b = d_b(torch.cat([real_b, pool_b.query(fake_b)])).float().split(batch)
+        with run.autocast():
+            real_scores_a, fake_scores_a = trained_d_a(torch.cat([real_a, pool_a.query(fake_a)])).float().split(batch)
+            real_scores_b, fake_scores_b = trained_d_b(torch.cat([real_b, pool_b.query(fake_b)])).float().split(batch)
         losses["d_a"] = 0.5 * (_lsgan(real_scores_a, True) + _lsgan(fake_scores_a, False))
         losses["d_b"] = 0.5 * (_lsgan(real_scores_b, True) + _lsgan(fake_scores_b, False))
         d_optimizer.zero_grad(set_to_none=True)
@@ -304,43 +290,57 @@ def main(cfg: TrainConfig) -> Path:
         losses["g_total"] = g_loss
         means.add(losses)
 
-        step = done = steps_done = step + 1
-        bar.update(1)
+        done = step + 1
         if cfg.fit_to_time and cfg.max_minutes:
-            now = time.monotonic()
-            if timer is None and done - start == max(cfg.calibration_steps // 10, 1):
-                timer = (done, now)  # the first steps (cuDNN autotuning, warm-up) are not timed
-            elif timer is not None and done - timer[0] >= window:
-                schedule.fit(done, 0.95 * (done - timer[0]) / (now - timer[1]), deadline - now - 15)  # 15 s to save
-                timer, window = (done, now), 10 * cfg.calibration_steps  # re-check later over a longer window
-                bar.total = schedule.total
+            _fit_to_time(cfg, run, schedule, clock, done, deadline)
         for label, snapshot_step in schedule.snapshot_steps().items():
             if done >= snapshot_step and label not in schedule.snapshots_taken:
-                save_snapshot(model, run_dir / f"snapshot-{label}.safetensors", step=done, epoch=round(done / schedule.steps_per_epoch, 2))
+                if run.is_main:
+                    save_snapshot(model, run.run_dir / f"snapshot-{label}.safetensors", step=done, epoch=round(done / schedule.steps_per_epoch, 2))
                 schedule.snapshots_taken.append(label)
-        if done % cfg.log_every == 0 or done == schedule.total:
-            log.write(step=done, epoch=done / schedule.steps_per_epoch, lr=cfg.learning_rate * factor, **means.pop())
-        if done % cfg.save_every == 0 or done == schedule.total:
-            run.save(done)
-        if time.monotonic() > deadline and done < schedule.total:
-            run.save(done)
-            print(f"stopped at step {done}/{schedule.total}: --max-minutes {cfg.max_minutes} reached; rerun to continue", file=sys.stderr)
-            break
-    bar.close()
-    return _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent)
+        if done % cfg.log_every == 0 or done == schedule.total:  # the means over the interval since the last row
+            return {"epoch": done / schedule.steps_per_epoch, "lr": cfg.learning_rate * factor, **means.pop()}
+        return {}
+
+    def out_of_time(step: int) -> bool:  # checked after each step, as before the next one
+        if step == start or time.monotonic() <= deadline:
+            return False
+        if run.is_main:
+            print(f"stopped at step {step}/{schedule.total}: --max-minutes {cfg.max_minutes} reached; rerun to continue", file=sys.stderr)
+        return True
+
+    run.train(schedule.total, step, log_every=cfg.log_every, save_every=cfg.save_every, stop_before=out_of_time)
+    run.close()
+    return _write_checkpoint(cfg, run, schedule, model, num_a, num_b, parent)
 
 
-def _inherit_parent_files(cfg: TrainConfig, run_dir: Path, schedule: Schedule) -> None:
+def _fit_to_time(cfg: TrainConfig, run: Run, schedule: Schedule, clock: dict, done: int, deadline: float) -> None:
+    """--fit-to-time: time the steps after the first few, then shrink the schedule to what fits before the deadline
+    (the slowest process's rate under torchrun, so that every process plans the same total)."""
+    now = time.monotonic()
+    if clock["timer"] is None and done - run.start_step == max(cfg.calibration_steps // 10, 1):
+        clock["timer"] = (done, now)  # the first steps (cuDNN autotuning, warm-up) are not timed
+    elif clock["timer"] is not None and done - clock["timer"][0] >= clock["window"]:
+        rate = run.agree(0.95 * (done - clock["timer"][0]) / (now - clock["timer"][1]), smallest=True)
+        schedule.fit(done, rate, run.agree(deadline - now - 15, smallest=True))  # 15 s to save
+        clock["timer"], clock["window"] = (done, now), 10 * cfg.calibration_steps  # re-check later over a longer window
+        run.total_steps = schedule.total
+
+
+def _inherit_parent_files(cfg: TrainConfig, run_dir: Path, schedule: Schedule, copy: bool = True) -> None:
     """A continued run extends its parent's training: the parent's early/middle snapshots stay the early/middle ones,
-    and its log is kept to be continued. Copied at the first start, before this run saves under the parent's name."""
+    and its log is kept to be continued. Copied at the first start, before this run saves under the parent's name
+    (by process 0 only: `copy`)."""
     parent_dir = registry.checkpoint_dir(cfg.init_from, cfg.checkpoint_root)
-    run_dir.mkdir(parents=True, exist_ok=True)
     copies = {f"snapshot-{label}.safetensors": f"snapshot-{label}.safetensors" for label in SNAPSHOT_LABELS} | {"log.csv": "parent-log.csv"}
-    for source_name, target_name in copies.items():
-        if (parent_dir / source_name).exists() and not (run_dir / target_name).exists():
-            shutil.copyfile(parent_dir / source_name, run_dir / target_name)
+    inherited = {target_name for source_name, target_name in copies.items() if (parent_dir / source_name).exists() or (run_dir / target_name).exists()}
+    if copy:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for source_name, target_name in copies.items():
+            if (parent_dir / source_name).exists() and not (run_dir / target_name).exists():
+                shutil.copyfile(parent_dir / source_name, run_dir / target_name)
     for label in SNAPSHOT_LABELS:
-        if (run_dir / f"snapshot-{label}.safetensors").exists() and label not in schedule.snapshots_taken:
+        if f"snapshot-{label}.safetensors" in inherited and label not in schedule.snapshots_taken:
             schedule.snapshots_taken.append(label)
 
 
@@ -364,8 +364,10 @@ def _log_with_parent(run_dir: Path, parent: dict) -> Path:
     return path
 
 
-def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint_root, num_a, num_b, parent) -> Path:
-    info = dataset_info(cfg.dataset)
+def _write_checkpoint(cfg: TrainConfig, run: Run, schedule: Schedule, model: CycleGAN, num_a: int, num_b: int, parent: dict | None) -> Path | None:
+    if not run.is_main:
+        return None
+    info, run_dir, steps_done = dataset_info(cfg.dataset), run.run_dir, run.steps_done
     extra = {"log.csv": _log_with_parent(run_dir, parent) if parent else run_dir / "log.csv"}
     snapshots = {}
     for label in SNAPSHOT_LABELS:
@@ -384,8 +386,8 @@ def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint
         "preprocessing": f"resize to {cfg.load_size or round(cfg.image_size * 286 / 256)} px, random {cfg.image_size} px crop, horizontal flip",
         "generated_dry_run_data": cfg.dry_run,
     }
-    card = training_card(
-        cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data,
+    return run.save_checkpoint(
+        model, f"{SLUG}-{cfg.dataset}", data=data, half=True, extra_files=extra,
         epochs_trained=round(steps_done / schedule.steps_per_epoch + ((parent or {}).get("epochs_trained") or 0), 2),  # a continued run counts its parent's
         schedule={"planned_epochs": cfg.epochs, "planned_steps": round(cfg.epochs * schedule.steps_per_epoch), "total_steps": schedule.total,
                   "fitted_to_time": schedule.fitted, "decay_fraction": schedule.decay_fraction},
@@ -394,7 +396,6 @@ def _write_checkpoint(cfg, run, schedule, model, steps_done, run_dir, checkpoint
         initialised_from=parent,
         role=f"both generators: G_AB {info.domain_a} → {info.domain_b}, G_BA {info.domain_b} → {info.domain_a}",
     )
-    return registry.save(model.cpu(), f"{SLUG}-{cfg.dataset}", root=checkpoint_root, half=True, extra_files=extra, card=card)
 
 
 if __name__ == "__main__":

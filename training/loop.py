@@ -93,6 +93,7 @@ class Run:
         restore it after an interruption. Returns the step to continue from (0 for a new run)."""
         self.state = RunState(self.run_dir, **stateful)
         self.start_step = self.steps_done = self.state.restore()
+        self.clock_start = time.monotonic()  # --max-minutes counts training, after data loading and cached banks
         return self.start_step
 
     def elapsed(self) -> float:
@@ -109,7 +110,7 @@ class Run:
             raise RuntimeError("call run.resume(model=..., optimizer=...) before run.train(...)")
         log = CSVLog(self.run_dir / "log.csv", resume_step=self.start_step) if self.is_main else None
         budget = self.cfg.max_minutes * 60
-        self.total_steps, self.clock_start = total_steps, time.monotonic()
+        self.total_steps = total_steps
         bar = progress(self.start_step, total_steps, self.name) if self.is_main else None
         index = self.start_step
         while index < self.total_steps:
@@ -137,12 +138,6 @@ class Run:
         if bar is not None:
             bar.close()
         return self.steps_done
-
-    def seconds_left(self) -> float:
-        """What is left of this invocation's `--max-minutes` (its clock starts with `train`); infinite without one."""
-        if not self.cfg.max_minutes:
-            return float("inf")
-        return self.cfg.max_minutes * 60 - (time.monotonic() - self.clock_start)
 
     def agree(self, value, smallest: bool = False):
         """`value` (a flag or a number) made the same on every process: the largest over them (`smallest`: the
