@@ -180,7 +180,7 @@ def cached_features(cfg: TrainConfig, images: torch.Tensor, path: Path, batch: i
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"count": len(images), "stages": list(cfg.stages), "features": [f.half() for f in features]}, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").replace(path)
-    return features
+    return [f.half().float() for f in features]  # exactly what a resumed run reads back
 
 
 @torch.no_grad()
