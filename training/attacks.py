@@ -69,21 +69,10 @@ from models.attacks import (
     ResNetConfig,
     set_range_check,
 )
-from training.common import (
-    BaseTrainConfig,
-    CSVLog,
-    RunState,
-    autocast,
-    batch_indices,
-    initialise_from,
-    output_root,
-    parse_config,
-    pick_device,
-    progress,
-    seed_everything,
-    training_card,
-)
+from models.runtime import autocast
 from nndl_data.attacks import fake_cifar, load_cifar
+from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config, progress
+from training.loop import Run
 
 SLUG = "attacks"
 MODELS = ("standard", "noise", "adversarial", "advgan")
@@ -230,9 +219,10 @@ def crop_flip(x: torch.Tensor) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)  # (B, C, 32, 32)
 
 
-def pgd_perturb(model, images, labels, epsilon: float, alpha: float, steps: int) -> torch.Tensor:
-    """L∞ PGD from a uniform random start (steps=1 with α = 1.25 ε is FGSM-RS); returns x + δ in [0, 1]."""
-    delta = torch.empty_like(images).uniform_(-epsilon, epsilon)
+def pgd_perturb(model, images, labels, epsilon: float, alpha: float, steps: int, start: torch.Tensor | None = None) -> torch.Tensor:
+    """L∞ PGD from a uniform random start (steps=1 with α = 1.25 ε is FGSM-RS); returns x + δ in [0, 1]. `start`: that
+    random δ, when it is drawn for a whole batch of which `images` is one process's part."""
+    delta = torch.empty_like(images).uniform_(-epsilon, epsilon) if start is None else start
     delta = ((images + delta).clamp(0, 1) - images).requires_grad_(True)
     for _ in range(steps):
         loss = F.cross_entropy(model(images + delta), labels)
@@ -268,15 +258,17 @@ def accuracy(model, images: torch.Tensor, labels: torch.Tensor, batch_size: int 
     return correct / max(len(images), 1)
 
 
-def cached_bank(path: Path, device: torch.device, make):
-    """What `make()` returns, made once per run and kept in the run folder (written atomically), so a resumed run
-    loads it instead of redoing it. Called before the run's RunState starts its clock: --max-minutes is for training."""
-    if path.exists():
-        return torch.load(path, map_location=device, weights_only=True)
+def cached_bank(path: Path, run: Run, make):
+    """What `make()` returns, made once per run and kept in the run folder (written atomically, by process 0), so a
+    resumed run loads it instead of redoing it. Called before `run.resume` starts the clock: --max-minutes is for
+    training. Under torchrun every process makes it (drawing the same random numbers) or every process loads it."""
+    if run.agree(path.exists()):
+        return torch.load(path, map_location=run.device, weights_only=True)
     bank = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(bank, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    if run.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(bank, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
     return bank
 
 
@@ -342,25 +334,39 @@ def require_same_split(cfg: TrainConfig, checkpoint: str, why: str) -> None:
 
 
 def _prepare(cfg: TrainConfig):
-    """What both trainers start with: checkpoint name, run folder, seeded device, the train/validation split."""
+    """What both trainers start with: checkpoint name, the run (folder `runs/attacks/<name>`, seeded device), the
+    train/validation split."""
     name = checkpoint_name(cfg)
-    run_dir = Path(cfg.run_dir or f"runs/{SLUG}/{name}{'-dry-run' if cfg.dry_run else ''}")
-    seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    run = Run(cfg, f"{SLUG}/{name}")
     images, labels, classes = _load_data(cfg)
     train_images, train_labels, val_images, val_labels = _split(cfg, images, labels)
-    return name, run_dir, device, classes, train_images.to(device), train_labels.to(device), val_images, val_labels
+    return name, run, classes, train_images.to(run.device), train_labels.to(run.device), val_images, val_labels
 
 
-def train_classifier(cfg: TrainConfig) -> Path:
+def _schedule_position(cfg: TrainConfig, run: Run) -> tuple[dict, callable]:
+    """The one-cycle schedule's position, set before each step (`position["fraction"]`), and the check that ends the
+    run when it reaches 1 (by steps, or by --max-minutes of training over all of the run's sessions). Under torchrun
+    the processes agree on the clock, so that they use the same learning rate."""
+    position = {"fraction": 0.0}
+
+    def schedule_ends(step: int) -> bool:
+        position["fraction"] = schedule_progress(step, cfg, run.agree(run.elapsed()) if cfg.max_minutes else 0.0)
+        return position["fraction"] >= 1
+
+    return position, schedule_ends
+
+
+def train_classifier(cfg: TrainConfig) -> Path | None:
     if cfg.model not in ("standard", "noise", "adversarial"):
         raise ValueError(f"unknown model {cfg.model!r}; choose one of {MODELS}")
-    name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
+    name, run, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
+    device = run.device
     model = build_classifier(cfg, len(classes)).to(device)
     model = model.to(memory_format=torch.channels_last)  # ~10 % faster on CPU too
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         set_range_check(model, False)  # the check synchronises with the GPU; inputs here are in [0, 1] by construction
+    trained = run.wrap(model)
     optimizer = _optimizer(cfg, model.parameters())
     policy = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10) if cfg.autoaugment_groups else None
     alpha = cfg.adversarial_alpha or (1.25 * cfg.epsilon if cfg.adversarial_attack == "fgsm-rs" else 2.5 * cfg.epsilon / cfg.adversarial_steps)
@@ -368,61 +374,60 @@ def train_classifier(cfg: TrainConfig) -> Path:
     if cfg.adversarial_attack not in ("pgd", "fgsm-rs"):
         raise ValueError(f"unknown adversarial attack {cfg.adversarial_attack!r}; choose pgd or fgsm-rs")
 
-    bank = cached_bank(run_dir / "teacher-views.pt", device, lambda: teacher_views(cfg, train_images, policy, device)) if cfg.distill_from else None
-    run = RunState(run_dir, model=model, optimizer=optimizer)
-    start = run.restore()
-    parent = initialise_from(cfg, model, start, run_dir, device)
-    log = CSVLog(run_dir / "log.csv", resume_step=start)
-    steps_done = start
+    bank = cached_bank(run.run_dir / "teacher-views.pt", run, lambda: teacher_views(cfg, train_images, policy, device)) if cfg.distill_from else None
+    start = run.resume(model=model, optimizer=optimizer)
+    parent = initialise_from(cfg, model, start, run.run_dir, device)
     model.train()
-    for step in progress(start, cfg.steps, name):
-        fraction = schedule_progress(step, cfg, run.elapsed())
-        if fraction >= 1:
-            break
+    position, schedule_ends = _schedule_position(cfg, run)
+
+    def step(step: int) -> dict:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(fraction, cfg.learning_rate, cfg.warmup_fraction)
-        if bank is None:
+            group["lr"] = learning_rate_at(position["fraction"], cfg.learning_rate, cfg.warmup_fraction)
+        teacher_logits = None
+        if bank is None:  # augmentations, noise and random starts are drawn for the whole batch, then split
             index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
             x = augment(train_images[index], cfg.autoaugment_groups, policy)  # (B, 3, 32, 32) in [0, 1]
             y = train_labels[index]
         else:
             index = batch_indices(len(bank["views"]), cfg.batch_size, step, cfg.seed).to(device)
-            x, teacher_logits = bank["views"][index].float().div(255), bank["logits"][index].float()
+            x, teacher_logits = bank["views"][index].float().div(255), run.shard(bank["logits"][index].float())
             y = train_labels[index % len(train_labels)]  # view v of image i sits at v·N + i
         if cfg.model == "noise":
             x = (x + cfg.noise_std * torch.randn_like(x)).clamp(0, 1)
-        elif cfg.model == "adversarial":
-            with autocast(cfg.precision, device):
-                x = pgd_perturb(model, x, y, cfg.epsilon, alpha, attack_steps)
+        random_start = torch.empty_like(x).uniform_(-cfg.epsilon, cfg.epsilon) if cfg.model == "adversarial" else None  # PGD's δ
+        x, y = run.shard(x), run.shard(y)  # this process's part
+        if random_start is not None:  # the attack runs on the model itself: no gradient of the weights to average
+            with run.autocast():
+                x = pgd_perturb(model, x, y, cfg.epsilon, alpha, attack_steps, start=run.shard(random_start))
         x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(cfg.precision, device):
-            logits = model(x)
+        with run.autocast():
+            logits = trained(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if bank is not None:
+            if teacher_logits is not None:
                 loss = cfg.distill_weight * distillation_loss(logits.float(), teacher_logits, cfg.distill_temperature) + (1 - cfg.distill_weight) * loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        return {"epoch": round((step + 1) * cfg.batch_size / len(train_images), 2), "loss": loss,
+                "train_accuracy": (logits.argmax(1) == y).float().mean(), "lr": optimizer.param_groups[0]["lr"]}
 
-        done = steps_done = step + 1
-        row = {}
-        if done % cfg.log_every == 0:
-            row = {"loss": loss.item(), "train_accuracy": (logits.argmax(1) == y).float().mean().item(), "lr": optimizer.param_groups[0]["lr"]}
-        if done % cfg.eval_every == 0:
-            row["val_accuracy"] = accuracy(model, val_images, val_labels)
-            if cfg.model == "adversarial":
-                model.eval()
-                x_val, y_val = val_images[:256].to(device).float().div(255), val_labels[:256].to(device)
-                with autocast(cfg.precision, device):
-                    x_adv = pgd_perturb(model, x_val, y_val, cfg.epsilon, cfg.epsilon / 4, 10)
-                with torch.no_grad():
-                    row["val_pgd10_accuracy"] = (model(x_adv).argmax(1) == y_val).float().mean().item()
-                model.train()
-        if row:
-            log.write(step=done, epoch=round(done * cfg.batch_size / len(train_images), 2), **row)
-        if done % cfg.save_every == 0:
-            run.save(done)
-    run.save(steps_done)
+    def validate(done: int) -> dict:
+        row = {"val_accuracy": accuracy(model, val_images, val_labels)}
+        if cfg.model == "adversarial":
+            model.eval()
+            x_val, y_val = val_images[:256].to(device).float().div(255), val_labels[:256].to(device)
+            with run.autocast():
+                x_adv = pgd_perturb(model, x_val, y_val, cfg.epsilon, cfg.epsilon / 4, 10)
+            with torch.no_grad():
+                row["val_pgd10_accuracy"] = (model(x_adv).argmax(1) == y_val).float().mean().item()
+            model.train()
+        return row
+
+    steps_done = run.train(cfg.steps, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                           save_every=cfg.save_every, stop_before=schedule_ends)
+    run.close()
+    if not run.is_main:
+        return None
     final_validation = accuracy(model, val_images, val_labels)
     print(f"{name}: {steps_done} steps, validation accuracy {final_validation:.4f}", file=sys.stderr)
     model = set_range_check(model.to("cpu", memory_format=torch.contiguous_format).float(), True)
@@ -436,9 +441,8 @@ def train_classifier(cfg: TrainConfig) -> Path:
         "noise": f"trained on augmented images + Gaussian noise (std {cfg.noise_std:.4f}, clamped to [0, 1])",
         "adversarial": f"adversarially trained ({cfg.adversarial_attack}, ε = {cfg.epsilon * 255:.0f}/255, {attack_steps} step(s) of α = {alpha * 255:.2f}/255)",
     }[cfg.model]
-    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, role=role, classes=classes,
-                         validation_accuracy=round(final_validation, 4), finished=steps_done >= cfg.steps, initialised_from=parent)
-    return registry.save(model, name, root=output_root(cfg, run_dir), half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
+    return run.save_checkpoint(model, name, data=data, half=True, role=role, classes=classes, validation_accuracy=round(final_validation, 4),
+                               finished=run.finished(cfg.steps), initialised_from=parent)
 
 
 def _load_target(cfg: TrainConfig, device: torch.device) -> torch.nn.Module:
@@ -490,7 +494,7 @@ def pgd_guide_bank(cfg: TrainConfig, target: torch.nn.Module, images: torch.Tens
     return torch.cat(chunks)
 
 
-def train_advgan(cfg: TrainConfig) -> Path:
+def train_advgan(cfg: TrainConfig) -> Path | None:
     if cfg.aim not in ("any", "runner-up") or (cfg.target_class >= 0 and cfg.aim != "any"):  # before any data is loaded
         raise SystemExit(f"--aim must be 'any' or 'runner-up' (untargeted only), not {cfg.aim!r}")
     if cfg.advgan_loss not in ("cw", "complement") or (cfg.advgan_loss == "complement" and cfg.aim != "any"):
@@ -499,7 +503,8 @@ def train_advgan(cfg: TrainConfig) -> Path:
         raise SystemExit(f"--pgd-guide-images must be 'unfooled' or 'all', not {cfg.pgd_guide_images!r}")
     if cfg.pgd_guide_weight and cfg.target_class >= 0:
         raise SystemExit("--pgd-guide-weight guides untargeted attacks only (PGD-10 is run untargeted): pass --pgd-guide-weight 0")
-    name, run_dir, device, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
+    name, run, classes, train_images, train_labels, val_images, val_labels = _prepare(cfg)
+    device = run.device
     target = _load_target(cfg, device)
     for parameter in target.parameters():
         parameter.requires_grad_(False)
@@ -509,6 +514,9 @@ def train_advgan(cfg: TrainConfig) -> Path:
                                                       full_resolution=cfg.generator_full_resolution, context_size=cfg.generator_context_size,
                                                       target_features=cfg.generator_target_features, refine_blocks=cfg.generator_refine_blocks)).to(device)
     discriminator = AdvGANDiscriminator(AdvGANDiscriminatorConfig()).to(device)
+    # Under torchrun G and D average their gradients over the processes; G's step reads D unwrapped (D's gradients
+    # from it are discarded: D's step zeroes them first).
+    trained_generator, trained_discriminator = run.wrap(Attacking(generator)), run.wrap(discriminator)
     adam = dict(lr=cfg.generator_learning_rate, betas=(0.5, 0.999))
     grown = [parameter for name, parameter in generator.named_parameters() if name.startswith(generator.grown_prefixes)]
     rest = [parameter for name, parameter in generator.named_parameters() if not name.startswith(generator.grown_prefixes)]
@@ -518,35 +526,34 @@ def train_advgan(cfg: TrainConfig) -> Path:
     peaks = {g_optimizer: [group["lr"] for group in g_optimizer.param_groups], d_optimizer: [cfg.generator_learning_rate]}
     targeted = cfg.target_class >= 0
 
-    guide_bank = (cached_bank(run_dir / "pgd_guide.pt", device, lambda: pgd_guide_bank(cfg, target, train_images, train_labels, device))
+    guide_bank = (cached_bank(run.run_dir / "pgd_guide.pt", run, lambda: pgd_guide_bank(cfg, target, train_images, train_labels, device))
                   if cfg.pgd_guide_weight else None)
-    run = RunState(run_dir, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
-    start = run.restore()
-    parent = initialise_from(cfg, generator, start, run_dir, device)  # the generator only: D starts afresh and catches up within steps
-    log = CSVLog(run_dir / "log.csv", resume_step=start)
-    steps_done = start
-    for step in progress(start, cfg.steps, name):
-        fraction = schedule_progress(step, cfg, run.elapsed())
-        if fraction >= 1:
-            break
+    start = run.resume(generator=generator, discriminator=discriminator, g_optimizer=g_optimizer, d_optimizer=d_optimizer)
+    parent = initialise_from(cfg, generator, start, run.run_dir, device)  # the generator only: D starts afresh and catches up within steps
+    position, schedule_ends = _schedule_position(cfg, run)
+
+    def step(step: int) -> dict:
         for optimizer, optimizer_peaks in peaks.items():
             for group, peak in zip(optimizer.param_groups, optimizer_peaks, strict=True):
-                group["lr"] = learning_rate_at(fraction, peak, 0.0)
+                group["lr"] = learning_rate_at(position["fraction"], peak, 0.0)
         index = batch_indices(len(train_images), cfg.batch_size, step, cfg.seed).to(device)
+        guide = None
         if guide_bank is None:
-            x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only
+            x = augment(train_images[index], 0, None)  # (B, 3, 32, 32) crop + flip only, drawn for the whole batch
         else:  # the PGD perturbation, in units of ε, is cropped and flipped with its image
             x, guide = crop_flip(torch.cat([train_images[index].float().div(255), guide_bank[index].float() / cfg.epsilon], 1)).split(3, 1)
+            guide = run.shard(guide)
         y = train_labels[index] if not targeted else torch.full_like(train_labels[index], cfg.target_class)
-        with autocast(cfg.precision, device):
-            x_adv = generator.attack(x, target=target).float()
-            real, fake = discriminator(x).float(), discriminator(x_adv.detach()).float()  # (B, 1, 2, 2)
+        x, y = run.shard(x), run.shard(y)  # this process's part
+        with run.autocast():
+            x_adv = trained_generator(x, target).float()
+            real, fake = trained_discriminator(x).float(), trained_discriminator(x_adv.detach()).float()  # (B, 1, 2, 2)
         d_loss = F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
         d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
         d_optimizer.step()
 
-        with autocast(cfg.precision, device):
+        with run.autocast():
             fake = discriminator(x_adv).float()
             logits = target(x_adv).float()
         gan_loss = F.mse_loss(fake, torch.ones_like(fake))
@@ -558,42 +565,50 @@ def train_advgan(cfg: TrainConfig) -> Path:
             toward = runner_up(target, x, y) if cfg.aim == "runner-up" else None
             adversarial_loss = cw_margin_loss(logits, y, cfg.margin, targeted, toward)
         g_loss = adversarial_loss + cfg.gan_weight * gan_loss + cfg.hinge_weight * hinge_loss
-        if guide_bank is not None:
+        row = {"epoch": round((step + 1) * cfg.batch_size / len(train_images), 2)}
+        if guide is not None:
             per_image = ((perturbation / cfg.epsilon - guide) ** 2).mean((1, 2, 3))  # (B,)
             if cfg.pgd_guide_images == "unfooled":
                 per_image = per_image * (logits.argmax(1) == y)
-            guide_loss = per_image.mean()
-            g_loss = g_loss + cfg.pgd_guide_weight * guide_loss
+            row["guide_loss"] = per_image.mean()
+            g_loss = g_loss + cfg.pgd_guide_weight * row["guide_loss"]
         g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         g_optimizer.step()
+        fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
+        return row | {"d_loss": d_loss, "g_loss": g_loss, "adversarial_loss": adversarial_loss, "gan_loss": gan_loss, "hinge_loss": hinge_loss,
+                      "l2": perturbation.flatten(1).norm(dim=1).mean(), "train_success_rate": fooled.float().mean(), "lr": g_optimizer.param_groups[0]["lr"]}
 
-        done = steps_done = step + 1
-        row = {}
-        if done % cfg.log_every == 0:
-            fooled = (logits.argmax(1) == y) if targeted else (logits.argmax(1) != y)
-            row = {"guide_loss": guide_loss.item()} if guide_bank is not None else {}
-            row |= {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "adversarial_loss": adversarial_loss.item(), "gan_loss": gan_loss.item(),
-                   "hinge_loss": hinge_loss.item(), "l2": perturbation.flatten(1).norm(dim=1).mean().item(),
-                   "train_success_rate": fooled.float().mean().item(), "lr": g_optimizer.param_groups[0]["lr"]}
-        if done % cfg.eval_every == 0:
-            row["val_success_rate"] = success_rate(generator, target, val_images, val_labels, cfg.target_class)
-        if row:
-            log.write(step=done, epoch=round(done * cfg.batch_size / len(train_images), 2), **row)
-        if done % cfg.save_every == 0:
-            run.save(done)
-    run.save(steps_done)
+    def validate(done: int) -> dict:
+        return {"val_success_rate": success_rate(generator, target, val_images, val_labels, cfg.target_class)}
+
+    steps_done = run.train(cfg.steps, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                           save_every=cfg.save_every, stop_before=schedule_ends)
+    run.close()
+    if not run.is_main:
+        return None
     validation = success_rate(generator, target, val_images, val_labels, cfg.target_class)
     print(f"{name}: {steps_done} steps, validation success rate {validation:.4f} (correctly classified images)", file=sys.stderr)
     data = {
         "dataset": cfg.dataset, "split": _split_description(cfg),
         "train_images": len(train_images), "target_model": cfg.target, "generated_dry_run_data": cfg.dry_run,
     }
-    card = training_card(cfg, slug=SLUG, steps=steps_done, wall_time_s=run.elapsed(), data=data, finished=steps_done >= cfg.steps, classes=classes,
-                         role=f"AdvGAN generator against {cfg.target}, L∞ ≤ {cfg.epsilon * 255:.0f}/255, "
-                              + ("untargeted" if not targeted else f"targeted at class {cfg.target_class}"),
-                         validation_success_rate=round(validation, 4), initialised_from=parent)
-    return registry.save(generator.cpu(), name, root=output_root(cfg, run_dir), half=True, card=card, extra_files={"log.csv": run_dir / "log.csv"})
+    return run.save_checkpoint(generator, name, data=data, half=True, finished=run.finished(cfg.steps), classes=classes,
+                               role=f"AdvGAN generator against {cfg.target}, L∞ ≤ {cfg.epsilon * 255:.0f}/255, "
+                                    + ("untargeted" if not targeted else f"targeted at class {cfg.target_class}"),
+                               validation_success_rate=round(validation, 4), initialised_from=parent)
+
+
+class Attacking(torch.nn.Module):
+    """`generator.attack(images, target=...)` as a forward pass, so that DistributedDataParallel (which hooks forward)
+    can wrap the generator; in a single process it is just that call."""
+
+    def __init__(self, generator: AdvGANGenerator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, images: torch.Tensor, target: torch.nn.Module) -> torch.Tensor:
+        return self.generator.attack(images, target=target)
 
 
 @torch.no_grad()
@@ -615,7 +630,7 @@ def success_rate(generator, target, images: torch.Tensor, labels: torch.Tensor, 
     return fooled / max(counted, 1)
 
 
-def main(cfg: TrainConfig) -> Path:
+def main(cfg: TrainConfig) -> Path | None:
     if cfg.dry_run:
         cfg = _tiny_config(cfg)
     if cfg.model == "advgan":

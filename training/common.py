@@ -203,7 +203,9 @@ def initialise_from(cfg, module: torch.nn.Module, start: int, run_dir: str | Pat
     parent = {key: parent_card.get(key) for key in ("steps", "epochs_trained", "wall_time_s", "hardware", "train_config", "initialised_from")}
     parent["checkpoint"] = cfg.init_from
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(parent, indent=1))
+    temporary = record.with_suffix(f".{os.getpid()}.tmp")  # every process under torchrun writes the same record
+    temporary.write_text(json.dumps(parent, indent=1))
+    os.replace(temporary, record)
     return parent
 
 

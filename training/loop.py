@@ -124,8 +124,9 @@ class Run:
                 bar.update(1)
             validating = validate is not None and (done % eval_every == 0 or done == self.total_steps)
             row = self._mean_over_processes(losses) if done % log_every == 0 or done == self.total_steps or validating else {}
-            if validating and self.is_main:
-                row.update(validate(done))
+            if validating and self.is_main:  # process 0 alone: its random stream must not run ahead of the others'
+                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [], enabled=self.world_size > 1):
+                    row.update(validate(done))
             if row and log is not None:
                 log.write(step=done, **row)
             stop = self.agree(bool(budget) and time.monotonic() - self.clock_start > budget) and done < self.total_steps
