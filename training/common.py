@@ -1,14 +1,11 @@
-"""What every training script shares: dataclass config → CLI, seeding, resumable state, CSV log, cards.
+"""What the training scripts share: dataclass config → CLI, seeding, batches as a function of the step, resumable
+state, CSV log, progress bar, `--init-from`, cards.
 
-A training script looks like this (see training/pixelda.py for a whole one):
+A training script builds its models on a `training.loop.Run`, which uses the state, log, progress bar and card
+helpers below; the script itself needs only the config, `batch_indices` and `initialise_from`:
 
     cfg = parse_config(TrainConfig, PRESETS)           # --help lists every field
-    run = RunState(cfg.run_dir, model=model, optimizer=opt)
-    start = run.restore()                               # 0, or the last saved step after a kill
-    log = CSVLog(Path(cfg.run_dir) / "log.csv", resume_step=start)
-    for step in progress(start, cfg.steps, "pixelda"):
-        ...
-        run.save(step + 1) every so often              # atomic: a kill -9 loses at most that interval
+    run = Run(cfg, "pixelda")                           # see training/loop.py
 
 Batches come from `batch_indices(n, batch_size, step, seed)`, a pure function of the step, so a resumed run
 sees exactly the batches it would have seen without the interruption.
@@ -35,7 +32,7 @@ from tqdm.auto import tqdm
 
 from models import registry
 from models.registry import REPO_ROOT
-from models.runtime import autocast, cpu_bf16_units, hardware, pick_device, use_bf16  # noqa: F401  re-exported for the trainers
+from models.runtime import hardware
 
 
 @dataclasses.dataclass
