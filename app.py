@@ -15,6 +15,7 @@ STARTED = time.perf_counter()
 import importlib
 import importlib.util
 import os
+import threading
 
 import gradio as gr
 
@@ -85,4 +86,6 @@ if __name__ == "__main__":
         prevent_thread_lock=True,
     )
     _log("serving")
+    # what a tab's first request would otherwise wait for (imports), once the app already answers
+    threading.Thread(target=lambda: [module.warm_up() for _, module in _demo_modules() if hasattr(module, "warm_up")], daemon=True).start()
     app.block_thread()

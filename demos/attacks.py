@@ -17,13 +17,7 @@ from typing import Callable
 import gradio as gr
 import numpy as np
 import torch
-import torchattacks
 from PIL import Image
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-import skimage.data
-from skimage.metrics import structural_similarity
 from torch import nn
 
 from demos import cards, examples, serving
@@ -45,7 +39,10 @@ ADVGAN_TARGET = "attacks-resnet20-standard"  # the model the generator was train
 CHECKPOINTS = [name for name in CLASSIFIERS.values() if name != "imagenet"] + [ADVGAN]
 ATTACKS = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)", "DeepFool", "AdvGAN")
 TARGETED = ("FGSM", "PGD (L∞)", "PGD (L2)", "CW (L2)")  # torchattacks supports a target label for these
-CAM_METHODS = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "HiResCAM": HiResCAM, "XGradCAM": XGradCAM, "LayerCAM": LayerCAM, "EigenCAM": EigenCAM}
+# label → pytorch_grad_cam class; torchattacks, pytorch_grad_cam and scikit-image are imported on first use (~2 s of
+# the app's start on 2 busy cores)
+CAM_METHODS = {"Grad-CAM": "GradCAM", "Grad-CAM++": "GradCAMPlusPlus", "HiResCAM": "HiResCAM", "XGradCAM": "XGradCAM", "LayerCAM": "LayerCAM",
+               "EigenCAM": "EigenCAM"}
 IMAGENET_SIZE = 224
 UNTARGETED = "untargeted"
 DISPLAY_SIZE = 192  # 32×32 images are shown enlarged (nearest neighbour) so pixels stay visible
@@ -72,6 +69,13 @@ def model_pool(name: str) -> serving.ModelPool:
     train()/eval(), Grad-CAM hooks a layer and accumulates gradients on the parameters. On the shared model two
     such requests at once crash the process (a segfault within seconds at 8 concurrent requests)."""
     return serving.ModelPool(lambda: load_model(name))
+
+
+def warm_up() -> None:
+    """After the app answers (app.py calls it in a background thread): the imports the first attack would wait for."""
+    import pytorch_grad_cam  # noqa: F401
+    import skimage.metrics  # noqa: F401
+    import torchattacks  # noqa: F401
 
 
 def class_names(name: str) -> list[str]:
@@ -147,6 +151,8 @@ class AttackSettings:
 
 def build_attack(model: nn.Module, settings: AttackSettings):
     """The torchattacks object for the settings (targeted when a target class is set and the attack supports it)."""
+    import torchattacks
+
     epsilon, alpha = settings.epsilon / 255, settings.alpha / 255
     constructors = {
         "FGSM": lambda: torchattacks.FGSM(model, eps=epsilon),
@@ -193,6 +199,8 @@ def top5(probabilities: torch.Tensor, names: list[str]) -> dict[str, float]:
 
 
 def perturbation_metrics(original: np.ndarray, adversarial: np.ndarray) -> dict[str, float]:
+    from skimage.metrics import structural_similarity
+
     delta = adversarial - original
     mse = float(np.mean(delta**2))
     return {
@@ -261,9 +269,13 @@ def grad_cam(name: str, model: nn.Module, x: torch.Tensor, method: str) -> np.nd
     layer and accumulates gradients on its parameters while it runs: pass a private copy (`model_pool`)."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)}")
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
     with torch.no_grad():
         predicted = int(model(x).argmax(1))
-    with CAM_METHODS[method](model=model, target_layers=[cam_layer(name, model)]) as cam:
+    with getattr(pytorch_grad_cam, CAM_METHODS[method])(model=model, target_layers=[cam_layer(name, model)]) as cam:
         heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
     image = to_numpy(x)
     if image.shape[0] < DISPLAY_SIZE:  # upsample before overlaying so the map is smooth and the pixels visible
@@ -421,6 +433,8 @@ def example_images() -> list[Path]:
     except DatasetMissing:
         images, labels, classes = [], [], []
     pictures = {f"cifar10-{classes[label]}": image.permute(1, 2, 0).numpy() for image, label in zip(images, labels)}
+    import skimage.data
+
     pictures |= {"photo-chelsea": skimage.data.chelsea(), "photo-coffee": skimage.data.coffee()}
     return examples.write_pngs("attacks", pictures)
 

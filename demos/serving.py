@@ -122,19 +122,29 @@ class ModelPool:
 
     For work that changes the model while it runs: Grad-CAM registers hooks on a layer and accumulates gradients
     on the parameters, torchattacks switches `train()`/`eval()`; two requests doing that on one shared model crash
-    the process (measured: a segfault within seconds with 8 threads). Copies are made on first need (deepcopy of
-    `load()`), so a pool costs memory only when requests overlap; with `size` = the tab's worker count a request
-    never waits for one."""
+    the process (measured: a segfault within seconds with 8 threads). Copies are deep copies of `load()`, made on
+    first need, so a pool costs memory only when requests overlap; with `size` = the tab's worker count a request
+    never waits for one. When `load()` returns another model (reloaded, or replaced by a test), the old copies
+    are dropped."""
 
     def __init__(self, load: Callable[[], Model], size: int = WORKERS_PER_TAB):
         self._load, self._size = load, size
+        self._source = None
         self._free: list[Model] = []
         self._made = 0
+        self._generation = 0
         self._condition = threading.Condition()
 
     @contextlib.contextmanager
     def borrow(self) -> Iterator[Model]:
+        import copy
+
+        source = self._load()
         with self._condition:
+            if source is not self._source:
+                self._source, self._free, self._made = source, [], 0
+                self._generation += 1
+            generation = self._generation
             while not self._free and self._made >= self._size:
                 self._condition.wait()
             model = self._free.pop() if self._free else None
@@ -142,10 +152,10 @@ class ModelPool:
                 self._made += 1
         if model is None:
             try:
-                model = self._new()
+                model = copy.deepcopy(source)
             except BaseException:
                 with self._condition:
-                    self._made -= 1
+                    self._made -= generation == self._generation
                     self._condition.notify()
                 raise
         try:
@@ -153,13 +163,9 @@ class ModelPool:
         finally:
             _reset(model)
             with self._condition:
-                self._free.append(model)
+                if generation == self._generation:
+                    self._free.append(model)
                 self._condition.notify()
-
-    def _new(self):
-        import copy
-
-        return copy.deepcopy(self._load())
 
 
 def _reset(model) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+_LAUNCHED: dict = {}  # the session's app process and its log, for app_process
 
 
 def _free_port() -> int:
@@ -50,6 +51,7 @@ def app_url(tmp_path_factory):
     with open(log, "w") as handle:
         process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    _LAUNCHED.update(process=process, log=log)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -69,6 +71,12 @@ def app_url(tmp_path_factory):
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+@pytest.fixture(scope="session")
+def app_process(app_url):
+    """The launched app's `subprocess.Popen` (for its pid, RSS and whether it is still alive) and its log file."""
+    return _LAUNCHED["process"], _LAUNCHED["log"]
 
 
 @pytest.fixture(scope="session")
