@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 40_000_000  # ~ 6300×6300: larger uploads are refused before decoding
-MAX_BYTES = 50 * 1024 * 1024
+MAX_BYTES = 40 * 1024 * 1024  # every upload, also the server's limit: an uncompressed float32 BraTS volume (35.7 MB) fits
 
 
 class UploadError(ValueError):
