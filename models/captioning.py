@@ -135,43 +135,63 @@ class Captioner(nn.Module):
         state = DecoderState(torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)))
         return state, self.attention.keys(features)
 
-    def step(self, words: torch.Tensor, state: DecoderState, features: torch.Tensor, keys: torch.Tensor,
-             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecoderState, torch.Tensor, torch.Tensor]:
-        """One word for each row: previous words (B,) → logits (B, V), new state, α (B, N), β (B, D)."""
+    def advance(self, words: torch.Tensor, state: DecoderState, features: torch.Tensor, keys: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[DecoderState, torch.Tensor, torch.Tensor]:
+        """The LSTM update for previous words (B,): new state, α (B, N), β (B, D)."""
         context, alpha = attend(self.attention, keys, features, state.hidden, mask)
         beta = torch.sigmoid(self.f_beta(state.hidden))  # (B, D)
         inputs = torch.cat([self.embedding(words), beta * context], dim=1)  # (B, E + D)
         hidden, cell = self.lstm(inputs, (state.hidden, state.cell))
-        logits = self.fc(self.dropout(hidden))  # (B, V)
-        return logits, DecoderState(hidden, cell), alpha, beta
+        return DecoderState(hidden, cell), alpha, beta
+
+    def step(self, words: torch.Tensor, state: DecoderState, features: torch.Tensor, keys: torch.Tensor,
+             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecoderState, torch.Tensor, torch.Tensor]:
+        """One word for each row: previous words (B,) → logits (B, V), new state, α (B, N), β (B, D)."""
+        state, alpha, beta = self.advance(words, state, features, keys, mask)
+        return self.fc(self.dropout(state.hidden)), state, alpha, beta
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor, mask: torch.Tensor | None = None,
                 teacher_forcing: float = 1.0, generator: torch.Generator | None = None):
         """Teacher forcing (scheduled sampling when `teacher_forcing` < 1: each step's input is the model's own
         previous argmax with probability 1 − teacher_forcing). Returns logits (B, T−1, V), α (B, T−1, N), β (B, T−1)
-        (β averaged over its vector)."""
+        (β averaged over its vector). Rows are processed longest first and each step only advances the captions
+        that have not ended (shrinking batch, as in sgrvinod): α and β are 0 at padded positions (logits the bias), and a padded
+        batch costs what its real words cost."""
+        batch, steps = captions.shape[0], captions.shape[1] - 1
+        lengths = (captions != PAD_ID).sum(1) - 1  # (B,) words to predict, <end> included
+        order = lengths.argsort(descending=True, stable=True)
+        captions, lengths = captions[order], lengths[order]
+        features = features[order]
+        mask = mask[order] if mask is not None else None
         state, keys = self.start(features, mask)
-        steps = captions.shape[1] - 1
-        logits, alphas, betas = [], [], []
+        hiddens = features.new_zeros(batch, steps, self.config.decoder_dim)
+        alphas = features.new_zeros(batch, steps, features.shape[1])
+        betas = features.new_zeros(batch, steps)
         words = captions[:, 0]
         for t in range(steps):
-            step_logits, state, alpha, beta = self.step(words, state, features, keys, mask)
-            logits.append(step_logits)
-            alphas.append(alpha)
-            betas.append(beta.mean(1))
+            active = int((lengths > t).sum())  # a prefix, since rows are sorted by length
+            if active == 0:
+                break
+            part = DecoderState(state.hidden[:active], state.cell[:active])
+            part, alpha, beta = self.advance(words[:active], part, features[:active], keys[:active], None if mask is None else mask[:active])
+            state = DecoderState(torch.cat([part.hidden, state.hidden[active:]]), torch.cat([part.cell, state.cell[active:]]))
+            hiddens[:active, t], alphas[:active, t], betas[:active, t] = part.hidden, alpha.to(alphas.dtype), beta.mean(1).to(betas.dtype)
             words = captions[:, t + 1]
             if teacher_forcing < 1.0:
-                own = step_logits.detach().argmax(1)
-                use_own = torch.rand(words.shape, generator=generator, device=words.device) >= teacher_forcing
-                words = torch.where(use_own, own, words)
-        return torch.stack(logits, 1), torch.stack(alphas, 1), torch.stack(betas, 1)
+                own = self.fc(part.hidden.detach()).argmax(1)
+                use_own = torch.rand(active, generator=generator, device=words.device) >= teacher_forcing
+                words = torch.cat([torch.where(use_own, own, words[:active]), words[active:]])
+        logits = self.fc(self.dropout(hiddens))  # (B, T−1, V): one matmul for all steps
+        inverse = order.argsort()
+        return logits[inverse], alphas[inverse], betas[inverse]
 
 
 def doubly_stochastic_penalty(alphas: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
-    """Σ_i (1 − Σ_t α_ti)² averaged over the batch (Xu et al. eq. 14), counting only steps that predict a real
-    word or `<end>` (not padding)."""
+    """(1 − Σ_t α_ti)² (Xu et al. eq. 14), averaged over regions and the batch as in sgrvinod's widely used
+    implementation (so λ = 1 stays comparable to the cross-entropy; the paper's sum over 196 regions is 196× this),
+    counting only steps that predict a real word or `<end>` (not padding)."""
     real = (captions[:, 1:] != PAD_ID).to(alphas.dtype)[..., None]  # (B, T−1, 1)
-    return ((1 - (alphas * real).sum(1)) ** 2).sum(1).mean()
+    return ((1 - (alphas * real).sum(1)) ** 2).mean()
 
 
 def caption_loss(logits: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
