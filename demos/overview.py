@@ -42,6 +42,11 @@ HEADLINES = {
         Metric("Tri-VAE Dice, LGG test", "trivae-trivae-coarse", "lgg_test.median5.dice", percent=False),
         Metric("BraTS test", "trivae-trivae-coarse", "brats21.median5.dice", report="0.48 (IXI → BraTS T2)", percent=False),
     ],
+    "endovae": [
+        Metric("test PSNR (dB), report's EndoVAE", "endovae-report", "test.psnr.mean", report="28.33 on trained-on frames", percent=False),
+        Metric("better variant", "endovae-better", "test.psnr.mean", percent=False),
+        Metric("polyp pixel AUROC", "endovae-normal", "test.pixel_auroc", report="not measured", percent=False),
+    ],
 }
 
 

@@ -34,6 +34,7 @@ DATASETS = {  # system → (what it was trained on, licence of the data), for th
     "trivae": ("LGG FLAIR (TCGA-LGG), BraTS 2021", "research and education use; not a medical device"),
     "maf": ("MVTec AD capsule, bottle", "CC BY-NC-SA 4.0 (non-commercial)"),
     "captioning": ("Flickr8k with Persian captions", "Flickr8k terms (research use)"),
+    "endovae": ("Kvasir-SEG polyp frames (Jha et al. 2020)", "Kvasir-SEG: research and education use, cite the paper; not a medical device"),
 }
 
 

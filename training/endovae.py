@@ -13,8 +13,9 @@ over the batch as well; Adam does not care). Training samples z; validation and 
 The report's preset keeps its settings (batch 128, Adam 1e-3, no schedule, no augmentation, 1,000 epochs = 5,000
 steps); on this CPU it is cut by `--max-minutes` and resumes where it stopped. The best weights by validation
 (PSNR on the valid split; the normal-mucosa model: reconstruction error on polyp-free validation patches) are the
-ones saved. The normal-mucosa model then picks its anomaly thresholds on the valid split's frames and masks
-(pixel: the best pooled Dice of the smoothed error map; patch: the best Youden J of polyp vs polyp-free patches)
+ones saved. The normal-mucosa model then picks, on the valid split's frames and masks, the smoothing of its error map
+(σ with the best pixel AUROC) and its anomaly thresholds (pixel: the best pooled Dice of the smoothed error map;
+patch: the best Youden J of polyp vs polyp-free patches)
 and stores them in the checkpoint. Writes `endovae-<model>`; `python -m evaluation.endovae` measures it.
 """
 
@@ -182,6 +183,23 @@ def validation_metrics(model: EndoVAE, cfg: TrainConfig, data: dict) -> dict[str
     return result
 
 
+SMOOTHING = (1.0, 2.0, 4.0, 8.0)  # σ (px) of the error map's Gaussian smoothing tried on the valid split
+
+
+@torch.no_grad()
+def choose_smoothing(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor) -> tuple[EndoVAE, dict[str, float]]:
+    """The anomaly map's smoothing σ with the best pixel AUROC on validation frames: the model rebuilt with it."""
+    by_sigma = {}
+    for sigma in SMOOTHING:
+        candidate = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=sigma))
+        candidate.load_state_dict(model.state_dict())
+        by_sigma[f"{sigma:g}"] = pixel_auroc(error_maps(candidate.eval(), frames), masks)
+    best = max(SMOOTHING, key=lambda sigma: by_sigma[f"{sigma:g}"])
+    chosen = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=best))
+    chosen.load_state_dict(model.state_dict())
+    return chosen.eval(), by_sigma
+
+
 @torch.no_grad()
 def calibrate(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
     """Pick and store the anomaly thresholds on validation frames and masks."""
@@ -251,8 +269,10 @@ def main(cfg: TrainConfig) -> Path:
     model.eval()
     extra = {}
     if cfg.patches:
-        extra["thresholds"] = {**calibrate(model, data["valid_images"], data["valid_masks"]),
-                               "chosen_on": "the valid split's frames and masks (pixel: best pooled Dice; patch: best Youden J)"}
+        model, sigmas = choose_smoothing(model, data["valid_images"], data["valid_masks"])
+        extra["thresholds"] = {**calibrate(model, data["valid_images"], data["valid_masks"]), "anomaly_sigma": model.config.anomaly_sigma,
+                               "validation_pixel_auroc_by_sigma": sigmas,
+                               "chosen_on": "the valid split's frames and masks (σ: best pixel AUROC; pixel threshold: best pooled Dice; patch: best Youden J)"}
     data_card = {
         "dataset": f"{KVASIR} (Jha et al. 2020, Kvasir-SEG, 128 px copy)" if not cfg.dry_run else "generated dry-run frames",
         "train": (f"{len(train)} polyp-free {cfg.image_size} px patches (stride {cfg.patch_stride}) of the {data['frames']} train frames"
