@@ -42,6 +42,10 @@ HEADLINES = {
         Metric("Tri-VAE Dice, LGG test", "trivae-trivae-coarse", "lgg_test.median5.dice", percent=False),
         Metric("BraTS test", "trivae-trivae-coarse", "brats21.median5.dice", report="0.48 (IXI → BraTS T2)", percent=False),
     ],
+    "captioning": [
+        Metric("Persian BLEU-4, beam 3", "captioning-fa", "test.beam3.bleu4", report="0.0385 (COCO-fa, 1 ref.)", percent=False),
+        Metric("English BLEU-4", "captioning-en", "test.beam3.bleu4", report="SAT paper 0.195", percent=False),
+    ],
     "endovae": [
         Metric("test PSNR (dB), report's EndoVAE", "endovae-report", "test.psnr.mean", report="28.33 on trained-on frames", percent=False),
         Metric("better variant", "endovae-better", "test.psnr.mean", percent=False),
