@@ -21,7 +21,7 @@ from PIL import Image
 from demos import cards, examples, serving
 from demos.uploads import UploadError, read_image
 from models import registry
-from models.trivae import TriVAE, anomaly_maps, brain_mask, prepare_slice
+from models.trivae import TriVAE, anomaly_maps, brain_mask, dice, prepare_slice
 from nndl_data import DatasetMissing, dataset_dir
 from nndl_data.trivae import (BASELINE_FILE, BRATS_SLICES, LGG, VolumeError, add_noise, axial_slice, foreground_fraction, lgg_patients, read_volume,
                                   simplex_noise_report, split_patients)
@@ -125,11 +125,6 @@ class Analysis:
     truth: np.ndarray | None
     dice: float | None
     threshold: float
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    total = prediction.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(prediction, truth).sum() / total)
 
 
 @torch.inference_mode()

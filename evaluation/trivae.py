@@ -19,9 +19,10 @@ import sys
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models import registry
-from models.trivae import anomaly_maps
+from models.trivae import anomaly_maps, dice
 from nndl_data.trivae import BASELINE_FILE, Slices, load_brats_slices, load_lgg_splits
 
 REPORT_DICE = {"trivae-vae": 0.2859, "trivae-trivae-coarse": 0.4791, "trivae-trivae-simplex": 0.5081}
@@ -29,37 +30,17 @@ DEFAULT_CHECKPOINTS = ("trivae-vae", "trivae-vae-coarse", "trivae-trivae-coarse"
 REPORT_THRESHOLD = 0.1
 
 
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """2|A∩B| / (|A| + |B|) of two bool masks; 1.0 when both are empty (nothing to find, nothing found)."""
-    prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
-    total = prediction.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(prediction, truth).sum() / total)
-
-
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U with average ranks for ties)."""
-    from scipy.stats import rankdata
-
+    """Area under the ROC curve (scikit-learn's `roc_auc_score`, ties counted half); NaN for a set of one class."""
     scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
-    positives, negatives = labels.sum(), (~labels).sum()
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else float("nan")
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the precision–recall curve as Σ (R_n − R_{n−1}) P_n over distinct thresholds (sklearn's AP)."""
+    """Area under the precision–recall curve, Σ (R_n − R_{n−1}) P_n over distinct thresholds (scikit-learn's
+    `average_precision_score`); NaN for a set without positives."""
     scores, labels = np.asarray(scores, np.float64).ravel(), np.asarray(labels, bool).ravel()
-    if labels.sum() == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
-    true_positives = np.cumsum(labels)[last_of_tie]
-    predicted = last_of_tie + 1
-    precision, recall = true_positives / predicted, true_positives / labels.sum()
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return float(average_precision_score(labels, scores)) if labels.any() else float("nan")
 
 
 def dice_curve(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

@@ -275,6 +275,15 @@ def median_filter(maps: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """2|A∩B| / (|A| + |B|) of two bool masks; 1.0 when both are empty (nothing to find, nothing found). The one
+    definition (evaluation and the tab): torchmetrics' `dice_score` scores an empty pair NaN and wants class-indexed
+    tensors."""
+    prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
+    total = prediction.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(prediction, truth).sum() / total)
+
+
 def anomaly_maps(model: TriVAE, images: torch.Tensor, filter_size: int | None = None) -> dict[str, torch.Tensor]:
     """Reconstruction, brain mask and residual maps (raw and median-filtered) for (B, 1, S, S) slices in [0, 1].
 

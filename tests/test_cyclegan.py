@@ -224,6 +224,17 @@ def test_kid_is_zero_for_one_distribution_and_positive_for_another():
     assert evaluation.share_in(torch.tensor([950, 950, 1, 948]), (950,)) == 0.5
 
 
+def test_kid_from_torchmetrics_gives_the_numbers_of_the_hand_written_one():
+    """Against what the hand-written KID gave on the same features before it was deleted (commit e094150), whose
+    numbers the committed cards hold: equal to float32 rounding (it summed in float32)."""
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 32, generator=generator), torch.randn(250, 32, generator=generator) * 1.1 + 0.2
+    mean, std = evaluation.kernel_inception_distance(x, y)
+    assert (mean, std) == pytest.approx((0.1252029985189438, 0.03162987530231476), rel=1e-6)
+    mean, std = evaluation.kernel_inception_distance(x, y, subsets=20, subset_size=400)  # subsets shrink to the smaller set
+    assert (mean, std) == pytest.approx((0.12421741336584091, 0.00541763287037611), rel=1e-6)
+
+
 def test_evaluation_fills_the_card(tmp_path, checkpoint_root):
     data_root = _write_layout(tmp_path / "data", count=4, size=32)
     registry.save(tiny_pair(), "cyclegan-apple2orange", card={"snapshots": {}}, half=True)

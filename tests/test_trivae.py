@@ -170,6 +170,22 @@ def test_auroc_and_average_precision_known_answers():
     assert evaluation.auroc(np.array([0.5, 0.5, 0.5, 0.5]), labels) == pytest.approx(0.5)
 
 
+def test_library_metrics_give_the_numbers_of_the_hand_written_ones_they_replaced():
+    """AUROC, AP (scikit-learn) and the SSIM loss (torchmetrics, border cropped) on fixed inputs, against what the
+    hand-written versions gave on them before they were deleted (commit e094150): the cards' numbers stand."""
+    rng = np.random.default_rng(0)
+    scores = rng.random(4000).round(2)  # many ties
+    labels = rng.random(4000) < 0.5 * scores
+    assert evaluation.auroc(scores, labels) == pytest.approx(0.716674554135068, rel=1e-12)
+    assert evaluation.average_precision(scores, labels) == pytest.approx(0.40423011143832827, rel=1e-12)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 40, 40, generator=generator)
+    y = (x + 0.2 * torch.randn(3, 1, 40, 40, generator=generator)).clamp(0, 1)
+    assert training.ssim(x.double(), y.double()).item() == pytest.approx(0.8148404576098632, rel=1e-12)  # the valid region, as before
+    assert training.ssim(x, y).item() == pytest.approx(0.8148406147956848, abs=1e-6)  # float32: rounding only
+    assert training.ssim(x, x).item() == pytest.approx(1.0)
+
+
 def test_dice_curve_matches_direct_dice():
     rng = np.random.default_rng(5)
     scores, labels = rng.random(500), rng.random(500) < 0.2

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from models.runtime import autocast
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig, anomaly_maps, brain_mask
@@ -137,18 +138,15 @@ def load_data(cfg: TrainConfig) -> dict[str, Slices]:
     return load_lgg_splits(cfg.data_root, cfg.image_size, cfg.split_seed)
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM (Wang et al. 2004) with a Gaussian window, for (B, 1, H, W); data_range always explicit."""
-    coordinates = torch.arange(window, dtype=x.dtype, device=x.device) - window // 2
-    gauss = torch.exp(-(coordinates**2) / (2 * sigma**2))
-    gauss = gauss / gauss.sum()
-    kernel = (gauss[:, None] * gauss[None, :]).view(1, 1, window, window)
-    blur = lambda t: F.conv2d(t, kernel)  # noqa: E731  valid convolution, as pytorch_msssim
-    mu_x, mu_y = blur(x), blur(y)
-    var_x, var_y, cov = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2, blur(x * y) - mu_x * mu_y
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return score.mean()
+def ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM (Wang et al. 2004; torchmetrics) with a Gaussian window (11 px for σ = 1.5), K1 = 0.01, K2 = 0.03,
+    for (B, 1, H, W); data_range always explicit. Averaged over the pixels whose window lies inside the image (a valid
+    convolution, as pytorch_msssim): torchmetrics reflect-pads the image and averages over every pixel, so its
+    border is cropped here. The same loss as the earlier hand-written one to float rounding (tests/test_trivae.py)."""
+    _, full = structural_similarity_index_measure(x, y, gaussian_kernel=True, sigma=sigma, data_range=data_range, k1=0.01, k2=0.03,
+                                                  return_full_image=True)  # (B, 1, H, W)
+    border = int(3.5 * sigma + 0.5)  # torchmetrics' Gaussian window is 2·border + 1 wide
+    return full[..., border:-border, border:-border].mean()
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
