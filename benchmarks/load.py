@@ -5,9 +5,10 @@ endpoint, failures, whether the server survived, and its resident memory after e
     python -m benchmarks.load                      # starts app.py on a free port: 8 clients × 20 requests, 2 rounds
     python -m benchmarks.load --clients 8 --requests 20 --rounds 2 [--url http://127.0.0.1:7860/ --pid PID]
 
-The test suite runs the same code at 8 × 10 (tests/test_load.py). Needs the committed checkpoints and the example
-images from the data root (each endpoint takes three different example inputs; request i of client c sends input
-(c + i) mod 3, so at any moment about three clients send the very same request).
+The test suite runs the same code at 8 × 10 (tests/test_load.py). The requests are the tabs' own (`api_examples()` in
+`demos/<slug>.py`: three different example inputs per public endpoint, so a new tab joins by declaring its own);
+request i of client c sends input (c + i) mod 3, so at any moment about three clients send the very same request.
+Needs the committed checkpoints and the data root.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import statistics
 import tempfile
 import threading
@@ -26,44 +28,37 @@ from pathlib import Path
 
 from benchmarks.startup import start_app, stop_app
 
-ATTACK_MODELS = ("ResNet-20, standard training (CIFAR-10)", "ResNet-20, adversarial training (CIFAR-10)", "EfficientNet-Lite0 (ImageNet, any photo)")
+REQUEST_TIMEOUT_S = 300  # a request not answered by then counts as failed (and the run goes on)
 
 
 @dataclass
 class Endpoint:
     api_name: str
-    inputs: list[tuple]  # distinct argument tuples; file inputs are local paths, wrapped with handle_file per request
-    files: tuple[int, ...] = (0,)  # which arguments are files
+    inputs: list[tuple]  # distinct argument tuples; arguments that are paths of existing files are uploaded
 
 
 def endpoints() -> list[Endpoint]:
-    """Three different example inputs per image endpoint, from the tabs' own example lists (the data root)."""
-    from demos import attacks, cyclegan, pixelda, trivae
+    """Every public endpoint a tab offers example requests for (`api_examples()` in `demos/<slug>.py`: three
+    different requests each, from the tab's examples), for every tab whose checkpoints are here."""
+    import app
+    from models import registry
 
-    digits = [str(path) for path in pixelda.example_digits()]
-    photos = {row[0]: row for row in cyclegan.example_rows()}
-    rows = list(photos.values())
-    pictures = {path.stem: str(path) for path in attacks.example_images()}
-    slices = trivae.example_slices()
-    if len(digits) < 3 or len(rows) < 3 or "cifar10-cat" not in pictures or len(slices) < 3:
-        raise FileNotFoundError("the load benchmark sends the tabs' example images: MNIST, MNIST-M, CycleGAN, CIFAR-10 and LGG "
-                                "must be under the data root (see the README's 'Data')")
-    by_domain = [rows[0], next(row for row in rows if row[2] == "b2a"), next(row for row in rows if row[1] != rows[0][1])]
-    attack = lambda model, picture: (model, pictures[picture], "FGSM", 8, 2, 10, 0.5, 1.0, attacks.UNTARGETED, "Grad-CAM")
-    return [
-        Endpoint("/pixelda", [(path, 0, 3) for path in digits[:3]]),
-        Endpoint("/cyclegan", [(path, dataset, direction, 128, 2, 0.0) for path, dataset, direction in by_domain]),
-        Endpoint("/attacks", [attack(ATTACK_MODELS[0], "cifar10-cat"), attack(ATTACK_MODELS[1], "cifar10-ship"),
-                              attack(ATTACK_MODELS[2], "photo-coffee")], files=(1,)),
-        Endpoint("/trivae", [(image, mask, -1, "Tri-VAE, coarse noise", 0.1, 5) for image, mask in slices[:3]], files=(0, 1)),
-    ]
+    found = []
+    for _, module in app._demo_modules():
+        if hasattr(module, "api_examples") and all(registry.available(name) for name in module.CHECKPOINTS):
+            found += [Endpoint(name, inputs) for name, inputs in module.api_examples().items() if inputs]
+    if not found:
+        raise FileNotFoundError("no tab offers example requests here: the checkpoints and the data root (README, 'Data') are needed")
+    return found
 
 
 def fingerprint(value):
     """An answer reduced to what must be identical between two runs of the same request: files by their bytes'
-    sha256 (a cut-off download differs), labels, tables and text as they are."""
+    sha256 (a cut-off download differs), labels, tables and text as they are, except measured times ("41 ms")."""
     if isinstance(value, str) and Path(value).is_file():
         return hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    if isinstance(value, str):
+        return re.sub(r"\d+(\.\d+)? m?s\b", "<time>", value)
     if isinstance(value, (list, tuple)):
         return [fingerprint(item) for item in value]
     if isinstance(value, dict):
@@ -81,10 +76,7 @@ class Outcome:
 def _arguments(endpoint: Endpoint, index: int) -> list:
     from gradio_client import handle_file
 
-    arguments = list(endpoint.inputs[index])
-    for position in endpoint.files:
-        arguments[position] = handle_file(arguments[position])
-    return arguments
+    return [handle_file(value) if isinstance(value, str) and Path(value).is_file() else value for value in endpoint.inputs[index]]
 
 
 def rss_mb(pid: int) -> float:
@@ -125,7 +117,8 @@ class Visitors:
                 index = (number + request) % len(endpoint.inputs)
                 started = time.perf_counter()
                 try:
-                    answer = self.clients[number].predict(*_arguments(endpoint, index), api_name=endpoint.api_name)
+                    job = self.clients[number].submit(*_arguments(endpoint, index), api_name=endpoint.api_name)
+                    answer = job.result(timeout=REQUEST_TIMEOUT_S)
                 except Exception as error:  # noqa: BLE001 - counted and reported, the run goes on
                     with lock:
                         outcome.failed.append(f"{type(error).__name__}: {str(error)[:200]}")

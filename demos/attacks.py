@@ -439,6 +439,17 @@ def example_images() -> list[Path]:
     return examples.write_pngs("attacks", pictures)
 
 
+def api_examples() -> dict[str, list[tuple]]:
+    """Three different requests per public endpoint (benchmarks/load.py, tests/test_load.py): FGSM and Grad-CAM on two
+    CIFAR-10 test images (two models) and on a 224 px photo with EfficientNet-Lite0."""
+    pictures = {path.stem: str(path) for path in example_images()}
+    if not {"cifar10-cat", "cifar10-ship"} <= set(pictures):
+        return {}
+    labels = list(CLASSIFIERS)
+    requests = [(labels[0], "cifar10-cat"), (labels[2], "cifar10-ship"), (labels[3], "photo-coffee")]
+    return {"/attacks": [(label, pictures[picture], "FGSM", 8, 2, 10, 0.5, 1.0, UNTARGETED, "Grad-CAM") for label, picture in requests]}
+
+
 def build() -> serving.OnOpen:
     gr.Markdown(
         f"## {TITLE}\nPick a model and an image (a CIFAR-10 test image, or any photo for the ImageNet model; photos are "

@@ -230,6 +230,15 @@ def example_rows(per_domain: int = EXAMPLES_PER_DOMAIN) -> list[list]:
     return rows
 
 
+def api_examples() -> dict[str, list[tuple]]:
+    """Three different requests per public endpoint (benchmarks/load.py, tests/test_load.py): the first test photo of
+    the first domain, one of the other direction, one of the other dataset."""
+    rows = example_rows()
+    picks = [rows[0]] if rows else []
+    picks += [row for row in rows if row[2] == "b2a"][:1] + [row for row in rows if rows and row[1] != rows[0][1]][:1]
+    return {"/cyclegan": [(path, dataset, direction, 128, 2, 0.0) for path, dataset, direction in picks]} if len(picks) == 3 else {}
+
+
 def _translate(image, dataset, direction, resolution, progress_stage, noise):
     """Adapter: the only place that turns problems into messages for the user."""
     if image is None:

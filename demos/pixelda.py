@@ -133,6 +133,11 @@ def matching_mnist_m(path: str | None) -> np.ndarray | None:
     return np.asarray(Image.open(restyled).convert("RGB"))
 
 
+def api_examples() -> dict[str, list[tuple]]:
+    """Three different requests per public endpoint, from the examples (benchmarks/load.py, tests/test_load.py)."""
+    return {"/pixelda": [(str(path), 0, 3) for path in example_digits()[:3]]} if len(example_digits()) >= 3 else {}
+
+
 def _enlarge(image: np.ndarray) -> Image.Image:
     return Image.fromarray(image).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.Resampling.NEAREST)
 

@@ -279,6 +279,12 @@ def _summary(model_label):
     return cards.card_summary(name), cards.plot_curves(name, {"training loss": ["loss", "l1", "auxiliary_l1", "ssim"], "validation": ["validation_l1"]})
 
 
+def api_examples() -> dict[str, list[tuple]]:
+    """Three different requests per public endpoint (benchmarks/load.py, tests/test_load.py): the first example slices."""
+    slices = example_slices()[:3]
+    return {"/trivae": [(image, mask, -1, "Tri-VAE, coarse noise", 0.1, 5) for image, mask in slices]} if len(slices) == 3 else {}
+
+
 def _first_model() -> str:
     available = [label for label, name in MODELS.items() if registry.available(name)] or list(MODELS)[:3]
     return available[min(1, len(available) - 1)]

@@ -1,5 +1,5 @@
 """Eight visitors at once (issue 20): the launched app with the real checkpoints, 8 concurrent gradio_client clients
-× 10 requests on every image endpoint, identical and different inputs mixed (benchmarks/load.py, which also reports
+× 10 requests on every public endpoint a tab offers example requests for (`api_examples()`), identical and different inputs mixed (benchmarks/load.py, which also reports
 latency at 8 × 20). Every request answered, each answer identical to the same request made alone, the server alive,
 and its RSS after a second identical round grown by less than 50 MB. Loopback only; bounded: about 650 requests.
 """
@@ -15,13 +15,14 @@ from demos import attacks, cyclegan, pixelda, trivae
 from models import registry
 
 CLIENTS, REQUESTS = 8, 10
-ROUND_LIMIT_S = 420  # one round (4 endpoints × 80 requests) on 2 cores shared with training runs; ~2 min when idle
+ROUND_LIMIT_S = 900  # one round (4 endpoints × 80 requests); measured 5 min on 2 cores at load average 10
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.checkpoint,
+    pytest.mark.timeout(2400),
     pytest.mark.skipif(not all(registry.available(name) for module in (attacks, cyclegan, pixelda, trivae) for name in module.CHECKPOINTS),
-                       reason="the load test needs every tab's committed checkpoints"),
+                       reason="the load test needs the committed checkpoints"),
 ]
 
 
@@ -45,6 +46,8 @@ def test_eight_concurrent_clients_on_every_endpoint(visitors, app_url, app_proce
         started = time.monotonic()
         for case in cases:
             outcome = crowd.round(case, REQUESTS, references[case.api_name])
+            print(f"round {round_number + 1} {case.api_name}: p50 {1000 * sorted(outcome.seconds)[len(outcome.seconds) // 2]:.0f} ms, "
+                  f"{time.monotonic() - started:.0f} s into the round", flush=True)
             assert not outcome.failed, f"round {round_number + 1}, {case.api_name}: {len(outcome.failed)} failed, e.g. {outcome.failed[0]}"
             assert len(outcome.seconds) == CLIENTS * REQUESTS
             assert outcome.wrong == 0, f"round {round_number + 1}, {case.api_name}: {outcome.wrong} answers differ from the same request made alone"
