@@ -194,6 +194,35 @@ def test_continued_run_interrupted_after_saving_under_the_parents_name_still_nam
     assert steps == sorted(steps) and steps[-1] == 2 * parent_card["steps"]
 
 
+def test_two_processes_under_torchrun_train_like_one_on_the_same_global_batch(tmp_path):
+    """Both generators and both discriminators under DDP (2 gloo processes, a batch of 2 split 1 + 1, no history pool,
+    which is per process): the first step's losses equal one process's, so the two halves are the whole batch's crops
+    and flips. Gradient averaging is tests/test_loop.py's; after the first update Adam turns the rounding noise of
+    the zero gradients of biases before an instance norm into full steps, so later losses drift (docs/gpu.md). One
+    checkpoint, written by process 0."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this Python")
+    root = Path(__file__).resolve().parent.parent
+    logs = {}
+    for processes in (1, 2):
+        command = [str(torchrun), "--standalone", f"--nproc_per_node={processes}", "-m", "training.cyclegan", "--dry-run", "--batch-size", "2",
+                   "--pool-size", "0", "--precision", "fp32", "--run-dir", str(tmp_path / f"run{processes}"), "--checkpoint-root", str(tmp_path / f"checkpoints{processes}")]
+        result = subprocess.run(command, cwd=root, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+        logs[processes] = list(csv.DictReader(open(tmp_path / f"run{processes}" / "log.csv")))
+    assert [row["step"] for row in logs[2]] == ["1", "2", "3", "4"]
+    for key in ("g_ab", "g_ba", "cycle_a", "cycle_b", "identity_a", "identity_b", "d_a", "d_b"):
+        assert float(logs[2][0][key]) == pytest.approx(float(logs[1][0][key]), rel=1e-5), key
+    card = json.loads((tmp_path / "checkpoints2" / "cyclegan-apple2orange" / "card.json").read_text())
+    assert card["processes"] == 2 and card["finished"]
+
+
 def _write_layout(root, dataset="apple2orange", folder="cyclegan/apple2orange", count=3, size=40):
     rng = np.random.default_rng(0)
     for split in ("trainA", "trainB", "testA", "testB"):
