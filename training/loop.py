@@ -145,7 +145,7 @@ class Run:
         smallest), so that decisions from clocks (stop now, the learning rate of a time-budgeted schedule) agree."""
         if self.world_size == 1:
             return value
-        number = torch.tensor([-float(value) if smallest else float(value)], dtype=torch.float64)
+        number = torch.tensor([-float(value) if smallest else float(value)], dtype=torch.float64, device=self.device)  # NCCL reduces CUDA tensors only
         dist.all_reduce(number, op=dist.ReduceOp.MAX)
         return type(value)(-number.item() if smallest else number.item())
 
@@ -181,7 +181,7 @@ class Run:
         numbers = [key for key, value in values.items() if isinstance(value, (int, float))]
         if self.world_size == 1 or not numbers:
             return values
-        stacked = torch.tensor([float(values[key]) for key in numbers], dtype=torch.float64)
+        stacked = torch.tensor([float(values[key]) for key in numbers], dtype=torch.float64, device=self.device)
         dist.all_reduce(stacked)
         return {**values, **dict(zip(numbers, (stacked / self.world_size).tolist()))}
 
