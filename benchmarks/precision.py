@@ -3,7 +3,7 @@
     python -m benchmarks.precision [--runs 5] [--threads 1]
 
 Times one forward + backward of the models the trainers spend their time in, at the trainers' own batch shapes,
-once in fp32 and once under `training.common.autocast("bf16")`. On CPUs with native bf16 (AMX tiles, or AVX512-BF16)
+once in fp32 and once under `models.runtime.autocast("bf16")`. On CPUs with native bf16 (AMX tiles, or AVX512-BF16)
 oneDNN's bf16 convolutions are two to four times as fast, which is why `--precision auto` picks bf16 there; the ImageNet
 EfficientNet-Lite0 (depthwise convolutions) is the exception, slower in bf16. Prints one JSON line per model.
 """
