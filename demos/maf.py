@@ -353,6 +353,8 @@ def build() -> serving.OnOpen:
     gr.Markdown(f"## {TITLE}\nA Masked Autoregressive Flow learns the density of good capsule images; −log p(x) is the "
                 "anomaly score (the course report), and its exact samples take a fraction of a second instead of the report's "
                 "28 minutes. A second flow on pretrained features scores every position, which localises defects.\n\n" + ABOUT.markdown())
+    for name in categories():  # the example files are registered now, so the app may serve them (allowed_paths at launch)
+        example_samples(name)
     category = gr.Radio(categories(), value="capsule", label="MVTec AD category")
     with gr.Tab("Anomaly detection"):
         with gr.Row():
