@@ -209,6 +209,16 @@ def histogram_figure(result: dict | None, score: float | None, threshold: float,
     return figure
 
 
+def rendered(figure, dpi: int = 100) -> np.ndarray:
+    """A figure as an RGB image (uint8): the scoring endpoint answers with images only, byte-identical for identical requests."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 def roc_figure(named: dict[str, dict | None]):
     """ROC curves of the detectors, each with its AUROC and its operating point at the validation threshold."""
     figure = cards.new_figure((4.2, 3.6))
@@ -263,6 +273,16 @@ def headline() -> str:
     return "capsule image AUROC " + ", ".join(parts) + f" (report {REPORT_AUROC})" if parts else "ready"
 
 
+def api_examples() -> dict[str, list[tuple]]:
+    """Three different requests per public endpoint (benchmarks/load.py, tests/test_load.py): the first three
+    defective capsule examples; three seeds of a four-sample grid."""
+    defective = [s for s in example_samples("capsule") if s.is_anomalous][:3]
+    found = {"/maf_sample": [("capsule", 4, 0.8, seed, False) for seed in range(3)]}
+    if len(defective) == 3:
+        found["/maf"] = [("capsule", str(s.path), str(s.mask_path) if s.mask_path else None) for s in defective]
+    return found
+
+
 # ---- thin adapters (the only place with gr.Error) ----
 def _models(category: str) -> tuple[PixelMAF, FeatureFlow]:
     if category not in CATEGORIES:
@@ -309,8 +329,8 @@ def _analyse(category, path, mask_path):
             f"Pixel MAF: {scored.pixel_bits_per_dim:.4f} bits/dim, S(x) = −log p(x) (threshold {scored.pixel_threshold:.4f}) → "
             f"{verdict(scored.pixel_anomalous)}.")
     pixel_name, feature_name = CATEGORIES[category]
-    figures = (histogram_figure(results(feature_name), scored.feature_score, scored.feature_threshold, "feature flow score"),
-               histogram_figure(results(pixel_name), scored.pixel_bits_per_dim, scored.pixel_threshold, "pixel MAF bits/dim (report's Fig 1.4)"))
+    figures = (rendered(histogram_figure(results(feature_name), scored.feature_score, scored.feature_threshold, "feature flow score")),
+               rendered(histogram_figure(results(pixel_name), scored.pixel_bits_per_dim, scored.pixel_threshold, "pixel MAF bits/dim (report's Fig 1.4)")))
     truth = mask_image(mask_path, size) if mask_path else None
     return scored.image, feature_heat, pixel_heat, truth, text, *figures
 
@@ -372,8 +392,8 @@ def build() -> serving.OnOpen:
                     truth = gr.Image(label="Ground-truth mask", height=230)
                 verdict = gr.Markdown()
                 with gr.Row():
-                    feature_histogram = gr.Plot(label="Feature flow: where this image falls")
-                    pixel_histogram = gr.Plot(label="Pixel MAF: where this image falls")
+                    feature_histogram = gr.Image(label="Feature flow: where this image falls", height=300)
+                    pixel_histogram = gr.Image(label="Pixel MAF: where this image falls", height=300)
     with gr.Tab("Sampling"):
         with gr.Row():
             count = gr.Slider(1, 16, value=8, step=1, label="Number of samples")
