@@ -60,6 +60,8 @@ class TrainConfig(BaseTrainConfig):
     schedule: str = "constant"  # constant (the report) | cosine
     flip: bool = False  # random horizontal and vertical flips
     grad_clip: float = 0.0  # 0 = none (the report)
+    initial_log_variance: float = 0.0  # bias of a convolutional latent's log σ² head at the start: < 0 starts nearly deterministic
+    kaiming_init: bool = False  # He-normal convolutions, zero biases (PyTorch's default init shrinks the signal through 13 ReLU layers)
     anomaly_sigma: float = 2.0
     log_every: int = 10
     eval_every: int = 100
@@ -71,12 +73,13 @@ PRESETS = {
     "report": TrainConfig(),
     # The B10 variant: a centre crop of 96 px out of 128 (no resampling, fewer black corners and overlays), half the
     # width (no 36,864-wide FC), a convolutional 8 × 12 × 12 latent; loss and β from the validation sweep.
-    "better": TrainConfig(model="better", width=8, latent_channels=8, preprocess="crop", crop_fraction=0.75, loss="mse",
-                          kl_weight=0.1, steps=3000, batch_size=32, schedule="cosine", flip=True, eval_every=250, save_every=100),
+    "better": TrainConfig(model="better", width=8, latent_channels=8, preprocess="crop", crop_fraction=0.75, loss="bce",
+                          kl_weight=0.01, steps=3000, batch_size=32, schedule="cosine", flip=True, kaiming_init=True, initial_log_variance=-5.0,
+                          eval_every=250, save_every=100),
     # Normal mucosa: 32 px polyp-free patches of the 128 px training frames, a tight 4-channel latent at 1/8.
     "normal": TrainConfig(model="normal", image_size=32, width=8, latent_channels=4, preprocess="crop", crop_fraction=1.0,
                           patches=True, loss="mse", kl_weight=1.0, steps=4000, batch_size=64, schedule="cosine", flip=True,
-                          eval_every=500, save_every=250),
+                          kaiming_init=True, eval_every=500, save_every=250),
 }
 PRESETS["cpu"] = PRESETS["report"]
 
@@ -222,6 +225,14 @@ def main(cfg: TrainConfig) -> Path:
     root = data_root(cfg, run.run_dir)
     data = load_data(cfg, config, root)
     model = EndoVAE(config).to(run.device).train()
+    if cfg.kaiming_init:  # before resume/init-from, which overwrite it
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                torch.nn.init.zeros_(module.bias)
+    if config.latent_channels and cfg.initial_log_variance:
+        with torch.no_grad():
+            model.to_moments.bias[config.latent_channels :].fill_(cfg.initial_log_variance)
     trained = run.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     best = BestWeights()
