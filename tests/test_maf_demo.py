@@ -131,3 +131,14 @@ def test_examples_fall_back_to_the_shipped_assets(monkeypatch, tmp_path):
         assert size < 1_000_000 and "CC BY-NC-SA 4.0" in (maf.ASSETS / "README.md").read_text()
     finally:
         maf.example_samples.cache_clear()
+
+
+def test_latent_inspector_round_trip_is_exact(demo):
+    from tests.test_maf import randomise_outputs
+
+    sample = demo.example_samples("capsule")[0]
+    z_image, histogram, text = demo._inspect("capsule", str(sample.path))
+    assert z_image.shape == (256, 256) and histogram.ndim == 3 and "round trip" in text.lower()
+    model = randomise_outputs(PixelMAF(PixelMAFConfig(image_size=8, hidden=(32, 32), blocks=3)), std=0.05).eval()
+    latent = demo.inspect_latent(model, Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)))
+    assert latent.z.shape == (64,) and latent.round_trip_error < 1e-4 and latent.z_image.dtype == np.uint8
