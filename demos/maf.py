@@ -231,7 +231,12 @@ def histogram_figure(result: dict | None, score: float | None, threshold: float,
     axis = figure.subplots()
     if result is not None:
         scores, defects = np.array(result["scores"]), np.array(result["defects"])
-        bins = np.linspace(min(scores.min(), score if score is not None else np.inf), max(scores.max(), score if score is not None else -np.inf), 30)
+        low = min(scores.min(), score if score is not None else np.inf)
+        high = max(scores.max(), score if score is not None else -np.inf)
+        logarithmic = low > 0 and high / low > 20  # a squeezed capsule scores 50,000 bits/dim, good ones ≈ 2
+        bins = np.geomspace(low, high, 40) if logarithmic else np.linspace(low, high, 30)
+        if logarithmic:
+            axis.set_xscale("log")
         axis.hist(scores[defects == "good"], bins=bins, color="tab:green", alpha=0.6, label="good (test)")
         axis.hist(scores[defects != "good"], bins=bins, color="tab:red", alpha=0.5, label="defective (test)")
     axis.axvline(threshold, color="black", linestyle="--", linewidth=1, label="threshold (validation)")

@@ -130,7 +130,8 @@ def load_good_images(cfg: TrainConfig, root) -> tuple[torch.Tensor, torch.Tensor
     train_index, validation_index = train_validation_split(len(samples), cfg.validation_fraction, cfg.split_seed)
     images = load_images(samples, cfg.image_size)
     split = {"seed": cfg.split_seed, "fraction": cfg.validation_fraction, "train": len(train_index),
-             "validation": len(validation_index), "validation_files": [samples[i].path.name for i in validation_index]}
+             "validation": len(validation_index)}
+    split["validation_files"] = [samples[i].path.name for i in validation_index]  # moved out of the card's data by main()
     return images[train_index], images[validation_index], split
 
 
@@ -271,6 +272,7 @@ def main(cfg: TrainConfig) -> Path:
             validation_scores = feature_image_scores(model, validation_features, cfg.image_size)
     threshold = float(np.percentile(validation_scores.numpy(), cfg.threshold_percentile))
     model.threshold.fill_(threshold)
+    validation_files = split.pop("validation_files")
     data_card = {
         "dataset": f"MVTec AD {cfg.category} (Bergmann et al. 2019, CC BY-NC-SA 4.0)" if not cfg.dry_run else "generated MVTec-layout images",
         "folder": f"mvtec/{cfg.category}",
@@ -287,7 +289,7 @@ def main(cfg: TrainConfig) -> Path:
         **{f"best_{validation_key}": round(best.loss, 6)},
         threshold={"value": threshold, "percentile": cfg.threshold_percentile, "chosen_on": f"scores of the {split['validation']} validation images",
                    "validation_scores": [round(float(v), 5) for v in validation_scores]},
-        parameters=sum(p.numel() for p in model.parameters()),
+        parameters=sum(p.numel() for p in model.parameters()), validation_files=validation_files,
     )
 
 
