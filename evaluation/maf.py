@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from models import registry
-from models.maf import FeatureFlow, PixelMAF
+from models.maf import PixelMAF
 from nndl_data.maf import Sample, has_masks, list_samples, load_images, load_masks
 
 DEFAULT_CHECKPOINTS = ("maf-pixel-capsule", "maf-features-capsule", "maf-pixel-bottle", "maf-features-bottle")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from models.maf import FeatureFlow, FeatureFlowConfig, PixelMAF, PixelMAFConfig, backbone_features, positional_encoding
-from nndl_data.maf import CATEGORIES, list_samples, load_images, train_validation_split, write_fake_mvtec
+from nndl_data.maf import list_samples, load_images, train_validation_split, write_fake_mvtec
 from training.common import BaseTrainConfig, batch_indices, parse_config
 from training.loop import Run
 
