@@ -144,12 +144,12 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def run(url: str, pid: int | None, clients: int, requests: int, rounds: int, report=print) -> dict:
+def run(url: str, pid: int | None, clients: int, requests: int, rounds: int, report=print, only: list[str] | None = None) -> dict:
     """The load: per round, every endpoint in turn gets `clients` × `requests` concurrent requests. Returns per round
     and endpoint the outcome, and the server's RSS (MB) after each round."""
     visitors = Visitors(url, clients)
     try:
-        cases = endpoints()
+        cases = [case for case in endpoints() if not only or case.api_name in only]
         references = {case.api_name: visitors.references(case) for case in cases}
         results = {"rounds": [], "rss_mb": [], "alive": []}
         for number in range(rounds):
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--url", help="a running app (default: start app.py on a free port)")
     parser.add_argument("--pid", type=int, help="the running app's process id, for its RSS")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--endpoints", nargs="*", help="only these (default: every endpoint with example requests)")
     args = parser.parse_args(argv)
     process = None
     url, pid = args.url, args.pid
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         process, url, _ = start_app()
         pid = process.pid
     try:
-        results = run(url, pid, args.clients, args.requests, args.rounds)
+        results = run(url, pid, args.clients, args.requests, args.rounds, only=args.endpoints)
     finally:
         if process is not None:
             stop_app(process)

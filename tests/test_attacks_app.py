@@ -9,6 +9,7 @@ from PIL import Image
 
 from demos import attacks as demo
 from models import registry
+from tests.browser import open_tab
 
 pytestmark = pytest.mark.skipif(
     not all(registry.available(name) for name in demo.CHECKPOINTS),
@@ -60,7 +61,7 @@ def test_endpoint_refuses_a_bad_upload(app_url, tmp_path):
 def test_tab_in_the_browser(browser_page, app_url):
     page = browser_page
     page.goto(app_url)
-    page.get_by_role("tab", name=demo.TITLE).click()
+    open_tab(page, demo.TITLE)
     page.locator("input[type=file]").first.set_input_files(EXAMPLES["cifar10-cat"])
     page.get_by_role("button", name="Attack", exact=True).click()
     page.get_by_text("PSNR =").first.wait_for(timeout=60_000)

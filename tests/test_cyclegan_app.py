@@ -11,6 +11,7 @@ from PIL import Image
 from demos import cyclegan as demo
 from models import registry
 from tests.bad_uploads import MUST_REFUSE, bad_image_files
+from tests.browser import open_tab
 
 pytestmark = pytest.mark.skipif(
     not all(registry.available(name) for name in demo.CHECKPOINTS),
@@ -55,7 +56,7 @@ def test_endpoint_refuses_bad_uploads_with_a_message(app_url, tmp_path, case):
 @pytest.mark.browser
 def test_tab_in_the_browser(browser_page, tmp_path, apple):
     page = browser_page
-    page.get_by_role("tab", name=demo.TITLE).click()
+    open_tab(page, demo.TITLE)
     page.get_by_text("summer2winter", exact=True).first.click()
     page.get_by_text("winter → summer", exact=True).first.wait_for(timeout=10_000)
     page.get_by_text("apple2orange", exact=True).first.click()

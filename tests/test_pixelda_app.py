@@ -13,6 +13,7 @@ from demos import pixelda as demo
 from models import registry
 from tests.bad_uploads import MUST_ACCEPT, MUST_REFUSE, bad_image_files
 from tests.test_pixelda import TINY
+from tests.browser import open_tab
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def test_endpoint_through_gradio_client(app_url, tmp_path, bad_files, example_di
 @pytest.mark.browser
 def test_browser_runs_the_pixelda_tab_on_an_example(browser_page, tmp_path):
     page = browser_page
-    page.get_by_role("tab", name=demo.TITLE).click()
+    open_tab(page, demo.TITLE)
     page.locator(".block", has_text="MNIST test digits").last.locator("button").first.click()  # the "0"
     # On a loaded machine the example can take a while to reach the input: translate only once it is there.
     page.locator(".block", has_text="Digit image (any size or format)").last.locator("img").first.wait_for(state="visible")

@@ -6,6 +6,7 @@ import pytest
 
 from demos import trivae as demo
 from models import registry
+from tests.browser import open_tab
 
 pytestmark = [
     pytest.mark.checkpoint,
@@ -44,8 +45,9 @@ def test_tab_detects_a_gallery_slice_in_the_browser(browser_page, tmp_path):
     import numpy as np
 
     page = browser_page
-    page.get_by_role("tab", name=demo.TITLE).click()
-    page.get_by_text("Dice", exact=False).first.wait_for()  # the first example is analysed when the tab is built
+    open_tab(page, demo.TITLE)
+    # the first example is analysed when the tab is first opened (innerText: visible text only; the overview also says Dice)
+    page.wait_for_function("() => document.body.innerText.includes('flagged')", timeout=120_000)
     page.get_by_role("button", name="Detect").click()
     page.wait_for_function("() => document.body.innerText.includes('flagged')")
     assert "Dice" in page.inner_text("body")
