@@ -42,6 +42,7 @@ class EndoVAEConfig:
     frame_size: int = 0  # anomaly model: whole frames are analysed at this size (0: image_size)
     anomaly_sigma: float = 2.0  # Gaussian smoothing (px) of the squared-error map
     patch_stride: int = 16  # patch scores: mean error over image_size² patches at this stride
+    field_of_view_erosion: int = 0  # > 0: error maps are zero outside the frame's lit field of view, eroded by this many px
 
 
 class Encoder(nn.Sequential):
@@ -228,11 +229,21 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
 @torch.no_grad()
 def anomaly_map(model: EndoVAE, images: torch.Tensor, sigma: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Whole frames (B, 3, H, W), H and W multiples of 8, → (reconstruction, error map (B, 1, H, W)): the squared
-    error summed over the colour channels, Gaussian-smoothed (σ in pixels). A fully convolutional model trained on
-    polyp-free patches is applied to the whole frame at once."""
+    error summed over the colour channels, Gaussian-smoothed (σ in pixels), inside the eroded field of view when the
+    config asks for it. A fully convolutional model trained on polyp-free patches is applied to the whole frame."""
     reconstruction = model.reconstruct(images)
-    error = (images - reconstruction).pow(2).sum(1, keepdim=True)  # (B, 1, H, W)
-    return reconstruction, gaussian_blur(error, sigma)
+    error = gaussian_blur((images - reconstruction).pow(2).sum(1, keepdim=True), sigma)  # (B, 1, H, W)
+    if model.config.field_of_view_erosion:
+        error = error * field_of_view(images, model.config.field_of_view_erosion)
+    return reconstruction, error
+
+
+def field_of_view(images: torch.Tensor, erosion: int, level: float = 0.1) -> torch.Tensor:
+    """(B, 3, H, W) → float mask (B, 1, H, W) of the lit field of view: pixels brighter than `level` in some channel,
+    eroded by `erosion` px, which drops the black corners, the edge between them and the mucosa, and thin overlay text
+    (their reconstruction errors are not about polyps)."""
+    lit = (images.max(1, keepdim=True).values > level).float()
+    return -F.max_pool2d(-lit, 2 * erosion + 1, 1, erosion)
 
 
 def patch_scores(maps: torch.Tensor, size: int, stride: int) -> torch.Tensor:

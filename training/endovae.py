@@ -14,7 +14,7 @@ The report's preset keeps its settings (batch 128, Adam 1e-3, no schedule, no au
 steps); on this CPU it is cut by `--max-minutes` and resumes where it stopped. The best weights by validation
 (PSNR on the valid split; the normal-mucosa model: reconstruction error on polyp-free validation patches) are the
 ones saved. The normal-mucosa model then picks, on the valid split's frames and masks, the smoothing of its error map
-(σ with the best pixel AUROC) and its anomaly thresholds (pixel: the best pooled Dice of the smoothed error map;
+and the erosion of the field-of-view mask (best pixel AUROC) and its anomaly thresholds (pixel: the best pooled Dice of the smoothed error map;
 patch: the best Youden J of polyp vs polyp-free patches)
 and stores them in the checkpoint. Writes `endovae-<model>`; `python -m evaluation.endovae` measures it.
 """
@@ -188,20 +188,23 @@ def validation_metrics(model: EndoVAE, cfg: TrainConfig, data: dict) -> dict[str
 
 
 SMOOTHING = (1.0, 2.0, 4.0, 8.0)  # σ (px) of the error map's Gaussian smoothing tried on the valid split
+FIELD_OF_VIEW_EROSION = (0, 3, 6, 10)  # px of erosion of the lit field of view tried on the valid split (0 = no mask)
 
 
 @torch.no_grad()
-def choose_smoothing(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor) -> tuple[EndoVAE, dict[str, float]]:
-    """The anomaly map's smoothing σ with the best pixel AUROC on validation frames: the model rebuilt with it."""
-    by_sigma = {}
+def choose_map_settings(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor) -> tuple[EndoVAE, dict[str, float]]:
+    """The anomaly map's smoothing σ and field-of-view erosion with the best pixel AUROC on validation frames: the
+    model rebuilt with them."""
+    scores = {}
     for sigma in SMOOTHING:
-        candidate = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=sigma))
-        candidate.load_state_dict(model.state_dict())
-        by_sigma[f"{sigma:g}"] = pixel_auroc(error_maps(candidate.eval(), frames), masks)
-    best = max(SMOOTHING, key=lambda sigma: by_sigma[f"{sigma:g}"])
-    chosen = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=best))
+        for erosion in FIELD_OF_VIEW_EROSION:
+            candidate = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=sigma, field_of_view_erosion=erosion))
+            candidate.load_state_dict(model.state_dict())
+            scores[sigma, erosion] = pixel_auroc(error_maps(candidate.eval(), frames), masks)
+    sigma, erosion = max(scores, key=scores.get)
+    chosen = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=sigma, field_of_view_erosion=erosion))
     chosen.load_state_dict(model.state_dict())
-    return chosen.eval(), by_sigma
+    return chosen.eval(), {f"sigma {s:g}, erosion {e}": round(value, 4) for (s, e), value in scores.items()}
 
 
 @torch.no_grad()
@@ -281,10 +284,10 @@ def main(cfg: TrainConfig) -> Path:
     model.eval()
     extra = {}
     if cfg.patches:
-        model, sigmas = choose_smoothing(model, data["valid_images"], data["valid_masks"])
+        model, settings = choose_map_settings(model, data["valid_images"], data["valid_masks"])
         extra["thresholds"] = {**calibrate(model, data["valid_images"], data["valid_masks"]), "anomaly_sigma": model.config.anomaly_sigma,
-                               "validation_pixel_auroc_by_sigma": sigmas,
-                               "chosen_on": "the valid split's frames and masks (σ: best pixel AUROC; pixel threshold: best pooled Dice; patch: best Youden J)"}
+                               "field_of_view_erosion": model.config.field_of_view_erosion, "validation_pixel_auroc_by_setting": settings,
+                               "chosen_on": "the valid split's frames and masks (σ and erosion: best pixel AUROC; pixel threshold: best pooled Dice; patch: best Youden J)"}
     data_card = {
         "dataset": f"{KVASIR} (Jha et al. 2020, Kvasir-SEG, 128 px copy)" if not cfg.dry_run else "generated dry-run frames",
         "train": (f"{len(train)} polyp-free {cfg.image_size} px patches (stride {cfg.patch_stride}) of the {data['frames']} train frames"
