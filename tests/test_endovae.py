@@ -358,3 +358,15 @@ def test_identical_concurrent_requests_get_identical_answers(demo, frame):
     for samples, reconstruction in answers:
         np.testing.assert_array_equal(samples, expected[0])
         np.testing.assert_array_equal(reconstruction, expected[1])
+
+
+def test_field_of_view_mask_drops_the_black_corners_and_their_edge():
+    from models.endovae import field_of_view
+
+    frames = torch.zeros(1, 3, 32, 32)
+    frames[:, 0, 8:24, 8:24] = 0.6  # a lit square inside a black frame
+    mask = field_of_view(frames, erosion=2)
+    assert mask[0, 0, 16, 16] == 1 and mask[0, 0, 0, 0] == 0 and mask[0, 0, 9, 16] == 0  # 2 px inside the edge: eroded
+    model = EndoVAE(EndoVAEConfig(**{**PATCHES.__dict__, "field_of_view_erosion": 2})).eval()
+    _, maps = anomaly_map(model, torch.nn.functional.interpolate(frames, size=64), sigma=1.0)
+    assert (maps[..., :10, :] == 0).all()
