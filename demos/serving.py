@@ -45,19 +45,7 @@ def configure_process(threads: int = THREADS) -> None:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-    limit_malloc_arenas()
     make_gradio_cache_atomic()
-
-
-def limit_malloc_arenas(arenas: int = int(os.environ.get("NNDL_MALLOC_ARENAS", "2"))) -> None:
-    """glibc gives each thread that allocates its own malloc arena (up to 8 per core) and rarely returns their memory:
-    with Gradio's pool of worker threads taking turns, the server's RSS creeps up for a long time. Two arenas keep it
-    flat (same effect as MALLOC_ARENA_MAX=2); call before the worker threads start. No-op off glibc."""
-    import ctypes
-    import ctypes.util
-
-    with contextlib.suppress(OSError, AttributeError, TypeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
