@@ -105,7 +105,11 @@ class Run:
         at the end, validate every `eval_every` steps and at the end (process 0), save the resumable state every
         `save_every` steps and at the end. `run.total_steps` may be lowered while training (a schedule fitted to the
         time left); `stop_before(step)`, when true on any process, ends the run before that step (a schedule that
-        follows a time budget of its own). Returns the number of steps done."""
+        follows a time budget of its own). Returns the number of steps done.
+
+        A run cut by `--max-minutes` is not validated at the cut: that would make an interrupted run keep other
+        weights than an uninterrupted one. A keep-the-best trainer scores its final weights after `train` returns
+        (training/trivae.py)."""
         if self.state is None:
             raise RuntimeError("call run.resume(model=..., optimizer=...) before run.train(...)")
         log = CSVLog(self.run_dir / "log.csv", resume_step=self.start_step) if self.is_main else None
