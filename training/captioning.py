@@ -10,7 +10,7 @@
 The encoder is frozen, so its 7×7×1280 grids are computed once for all images and cached
 (`nndl_data.captioning.image_features`); only the decoder trains. Teacher forcing, cross-entropy with padding
 ignored, Adam 1e-3 (the report's), ReduceLROnPlateau(max validation BLEU-4, factor 0.2, patience 3 validations),
-gradient clipping at 5, optionally the doubly stochastic attention term λ Σ_i (1 − Σ_t α_ti)² (Xu et al.; on in
+gradient clipping at 5, optionally the doubly stochastic attention term λ · mean_i (1 − Σ_t α_ti)² (Xu et al.; on in
 the default preset, off in `report`) and scheduled sampling (teacher-forcing probability falling linearly from 1
 to `--scheduled-sampling-end`). The weights with the best greedy BLEU-4 on the validation images are kept.
 Writes `captioning-<language>` (vocabulary inside); `python -m evaluation.captioning` measures it.
