@@ -97,6 +97,13 @@ def example_images(from_data_root: int = 7) -> list[str]:
     return examples.shown(paths)
 
 
+def _data_root_present() -> bool:
+    try:
+        return bool(_test_split())
+    except (DatasetMissing, OSError):
+        return False
+
+
 @functools.cache
 def _test_split() -> tuple[str, ...]:
     return tuple(split_images(read_persian_captions().images, seed=0)["test"])
@@ -355,8 +362,8 @@ def build() -> serving.OnOpen:
         with gr.Column(scale=1):
             gallery = gr.Gallery(value=[(p, Path(p).stem) for p in example_images()], label="Test images (Flickr8k test split)",
                                  columns=4, height=200, allow_preview=False)
-            if not example_images():
-                gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
+            if not _data_root_present():  # the shipped examples still work; more test images need the data root
+                gr.Markdown(f"*Only the {len(example_images())} shipped test images. {examples.NO_DATA_NOTE}*")
             upload = gr.File(label="Photo (PNG / JPEG)", file_types=["image"], elem_id="captioning-upload")
             model = gr.Dropdown(list(MODELS), value=_first_model(), label="Model")
             beam_width = gr.Slider(1, 10, value=3, step=1, label="Beam width (1 = greedy)")
