@@ -29,7 +29,7 @@ import torch
 from models.captioning import Captioner, CaptionerConfig, caption_loss, doubly_stochastic_penalty, greedy, parameter_count
 from nndl_data.captioning import (CITATION, ENCODER_NAME, FLICKR8K_FA, SMOOTHING, SPECIALS, TokenisedSplit, build_vocabulary,
                                   corpus_bleu, encode, image_features, pad_batch, read_captions, split_images, tokenised_splits)
-from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config
+from training.common import BaseTrainConfig, BestWeights, batch_indices, initialise_from, parse_config
 from training.loop import Run
 
 SLUG = "captioning"
@@ -142,25 +142,6 @@ def model_config(cfg: TrainConfig, vocabulary: tuple[str, ...], encoder_dim: int
                            dropout=cfg.dropout, max_length=cfg.max_caption_length)
 
 
-class BestWeights:
-    """The weights with the highest validation BLEU-4 so far; part of the resumable state."""
-
-    def __init__(self):
-        self.score, self.weights, self.step = -1.0, None, 0
-
-    def offer(self, score: float, model: torch.nn.Module, step: int) -> None:
-        if score > self.score:
-            self.score, self.step = score, step
-            self.weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-
-    def state_dict(self) -> dict:
-        return {"score": torch.tensor(self.score), "step": torch.tensor(self.step), "weights": self.weights or {}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.score, self.step = float(state["score"]), int(state["step"])
-        self.weights = state["weights"] or None
-
-
 @torch.no_grad()
 def validation_bleu(model: Captioner, features: torch.Tensor, references, batch_size: int = 128) -> dict[str, float]:
     """Corpus BLEU-1..4 of greedy captions of the validation images against all their references."""
@@ -190,7 +171,7 @@ def main(cfg: TrainConfig) -> Path:
     trained = run.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-    best = BestWeights()
+    best = BestWeights(lower_is_better=False)  # BLEU-4
     start = run.resume(model=model, optimizer=optimizer, plateau=plateau, best=best)
     parent = initialise_from(cfg, model, start, run.run_dir, run.device)
 
@@ -215,10 +196,10 @@ def main(cfg: TrainConfig) -> Path:
     def validate(done: int) -> dict:
         scores = validation_bleu(model, validation_features, data.splits["validation"].references)
         best.offer(scores["bleu4"], model, done)
-        plateau.step(scores["bleu4"])
         return {f"validation_{key}": value for key, value in scores.items()}
 
-    run.train(cfg.steps, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every, save_every=cfg.save_every)
+    run.train(cfg.steps, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every, save_every=cfg.save_every,
+              after_validation=lambda metrics: plateau.step(metrics["validation_bleu4"]))  # on every process
     run.close()
     final = validation_bleu(model, validation_features, data.splits["validation"].references)["bleu4"]
     best.offer(final, model, run.steps_done)

@@ -228,3 +228,28 @@ def training_card(cfg, *, slug: str, steps: int, wall_time_s: float, data: dict,
         "command": "python -m training." + slug + " " + " ".join(sys.argv[1:]),
         **extra,
     }
+
+
+class BestWeights:
+    """The weights with the best validation score so far (`lower_is_better` for a loss); part of the resumable state,
+    so a run stopped and resumed keeps the same best as one that never stopped."""
+
+    def __init__(self, lower_is_better: bool = True):
+        self.lower_is_better = lower_is_better
+        self.score, self.weights, self.step = (float("inf") if lower_is_better else float("-inf")), None, 0
+
+    def better(self, score: float) -> bool:
+        return score < self.score if self.lower_is_better else score > self.score
+
+    def offer(self, score: float, model: torch.nn.Module, step: int) -> None:
+        if self.better(score):
+            self.score, self.step = score, step
+            self.weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        return {"score": torch.tensor(self.score), "step": torch.tensor(self.step), "weights": self.weights or {}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.score = float(state["score"] if "score" in state else state["loss"])  # runs saved before the rename
+        self.step, self.weights = int(state["step"]), state["weights"] or None
+

@@ -19,6 +19,9 @@ the batches it would have seen, and a run resumed with another number of process
 Under `torchrun --nproc_per_node=N` every process computes its shard, DDP averages the gradients in backward (so
 a step equals one process's step on the whole batch, when the loss is a mean and the shards are equal), and only
 process 0 writes the log, the resumable state and the checkpoints.
+
+`--max-minutes` is a budget for this command: a resumed run gets it afresh, while the card's wall time adds up every
+session of the run.
 """
 
 from __future__ import annotations
@@ -100,12 +103,14 @@ class Run:
         return self.state.elapsed() if self.state else 0.0
 
     def train(self, total_steps: int, step: Callable[[int], Losses], *, validate: Callable[[int], dict[str, float]] | None = None,
-              log_every: int = 25, eval_every: int = 200, save_every: int = 200, stop_before: Callable[[int], bool] | None = None) -> int:
+              log_every: int = 25, eval_every: int = 200, save_every: int = 200, stop_before: Callable[[int], bool] | None = None,
+              after_validation: Callable[[dict], None] | None = None) -> int:
         """Run `step(0-based step)` until `total_steps` or `--max-minutes`; log every `log_every` steps, at validations and
         at the end, validate every `eval_every` steps and at the end (process 0), save the resumable state every
         `save_every` steps and at the end. `run.total_steps` may be lowered while training (a schedule fitted to the
         time left); `stop_before(step)`, when true on any process, ends the run before that step (a schedule that
-        follows a time budget of its own). Returns the number of steps done.
+        follows a time budget of its own). `after_validation(metrics)` runs on every process with process 0's validation
+        numbers (say, a learning-rate schedule on a validation score). Returns the number of steps done.
 
         A run cut by `--max-minutes` is not validated at the cut: that would make an interrupted run keep other
         weights than an uninterrupted one. A keep-the-best trainer scores its final weights after `train` returns
@@ -128,9 +133,15 @@ class Run:
                 bar.update(1)
             validating = validate is not None and (done % eval_every == 0 or done == self.total_steps)
             row = self._mean_over_processes(losses) if done % log_every == 0 or done == self.total_steps or validating else {}
-            if validating and self.is_main:  # process 0 alone: its random stream must not run ahead of the others'
-                with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [], enabled=self.world_size > 1):
-                    row.update(validate(done))
+            if validating:
+                metrics = {}
+                if self.is_main:  # process 0 alone: its random stream must not run ahead of the others'
+                    with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [], enabled=self.world_size > 1):
+                        metrics = validate(done)
+                metrics = self._from_main(metrics)
+                row.update(metrics)
+                if after_validation is not None:  # every process: a schedule driven by validation stays the same on all
+                    after_validation(metrics)
             if row and log is not None:
                 log.write(step=done, **row)
             stop = self.agree(bool(budget) and time.monotonic() - self.clock_start > budget) and done < self.total_steps
@@ -178,6 +189,14 @@ class Run:
             self.state.save(done)
         if self.world_size > 1:
             dist.barrier()  # nobody runs ahead of a save it might need after a crash
+
+    def _from_main(self, value):
+        """Process 0's `value` on every process (picklable)."""
+        if self.world_size == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def _mean_over_processes(self, losses: Losses) -> dict:
         """The step's numbers as floats, averaged over the processes; text (say, a phase name) passes through."""

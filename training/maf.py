@@ -26,7 +26,7 @@ import torch
 
 from models.maf import FeatureFlow, FeatureFlowConfig, PixelMAF, PixelMAFConfig, backbone_features, positional_encoding
 from nndl_data.maf import list_samples, load_images, train_validation_split, write_fake_mvtec
-from training.common import BaseTrainConfig, batch_indices, parse_config
+from training.common import BaseTrainConfig, BestWeights, batch_indices, parse_config
 from training.loop import Run
 
 SLUG = "maf"
@@ -103,25 +103,6 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     low = cfg.final_learning_rate_fraction
     return cfg.learning_rate * (low + (1 - low) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-class BestWeights:
-    """The weights with the lowest validation loss so far; part of the resumable state."""
-
-    def __init__(self):
-        self.loss, self.weights, self.step = float("inf"), None, 0
-
-    def offer(self, loss: float, model: torch.nn.Module, step: int) -> None:
-        if loss < self.loss:
-            self.loss, self.step = loss, step
-            self.weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-
-    def state_dict(self) -> dict:
-        return {"loss": torch.tensor(self.loss), "step": torch.tensor(self.step), "weights": self.weights or {}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loss, self.step = float(state["loss"]), int(state["step"])
-        self.weights = state["weights"] or None
 
 
 def load_good_images(cfg: TrainConfig, root) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -286,7 +267,7 @@ def main(cfg: TrainConfig) -> Path:
     validation_key = "validation_bits_per_dim" if cfg.model == "pixel" else "validation_nll"
     return run.save_checkpoint(
         model, name, data=data_card, half=True, finished=run.finished(cfg.steps), best_step=best.step,
-        **{f"best_{validation_key}": round(best.loss, 6)},
+        **{f"best_{validation_key}": round(best.score, 6)},
         threshold={"value": threshold, "percentile": cfg.threshold_percentile, "chosen_on": f"scores of the {split['validation']} validation images",
                    "validation_scores": [round(float(v), 5) for v in validation_scores]},
         parameters=sum(p.numel() for p in model.parameters()), validation_files=validation_files,

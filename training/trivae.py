@@ -34,7 +34,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from models.runtime import autocast
 from models.trivae import SimpleVAE, SimpleVAEConfig, TriVAE, TriVAEConfig, anomaly_maps, brain_mask
 from nndl_data.trivae import LGG, Slices, add_noise, lgg_patients, load_lgg_splits, split_patients
-from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config
+from training.common import BaseTrainConfig, BestWeights, batch_indices, initialise_from, parse_config
 from training.loop import Run
 
 SLUG = "trivae"
@@ -162,25 +162,6 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     return F.relu(positive_distance - negative_distance + margin).mean()
 
 
-class BestWeights:
-    """The weights with the lowest validation loss so far; part of the resumable state."""
-
-    def __init__(self):
-        self.loss, self.weights, self.step = float("inf"), None, 0
-
-    def offer(self, loss: float, model: torch.nn.Module, step: int) -> None:
-        if loss < self.loss:
-            self.loss, self.step = loss, step
-            self.weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-
-    def state_dict(self) -> dict:
-        return {"loss": torch.tensor(self.loss), "step": torch.tensor(self.step), "weights": self.weights or {}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loss, self.step = float(state["loss"]), int(state["step"])
-        self.weights = state["weights"] or None
-
-
 class Batches:
     """Deterministic batches (a pure function of the step, so a resumed run sees the same data and noise)."""
 
@@ -301,7 +282,7 @@ def main(cfg: TrainConfig) -> Path:
 
     steps_done = run.train(cfg.steps, step, validate=validate, log_every=cfg.log_every, eval_every=cfg.eval_every, save_every=cfg.save_every)
     run.close()
-    if best.weights is None or validation_loss(model, cfg, validation) < best.loss:
+    if best.weights is None or validation_loss(model, cfg, validation) < best.score:
         best.offer(validation_loss(model, cfg, validation), model, steps_done)
     model.load_state_dict(best.weights)
     model.eval()
@@ -319,7 +300,7 @@ def main(cfg: TrainConfig) -> Path:
     }
     return run.save_checkpoint(
         model, name, data=data_card, half=True, finished=run.finished(cfg.steps),
-        best_step=best.step, best_validation_l1=round(best.loss, 6), initialised_from=parent, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
+        best_step=best.step, best_validation_l1=round(best.score, 6), initialised_from=parent, thresholds={**thresholds, "percentile": cfg.threshold_percentile,
         "median_filter_size": cfg.median_filter_size, "chosen_on": "residuals inside the brain mask of the validation slices"},
     )
 
