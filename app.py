@@ -82,7 +82,7 @@ if __name__ == "__main__":
         app,
         allowed_paths=examples.allowed_paths(),  # exactly the example files the tabs show
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),  # as a Space or a container sets it
         prevent_thread_lock=True,
     )
     _log("serving")
