@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from models.endovae import (EndoVAE, EndoVAEConfig, best_dice_threshold, best_youden_threshold, error_maps, patch_labels, patch_scores,
                             pixel_auroc, psnr)
 from nndl_data.endovae import KVASIR, load_split, polyp_free_patches, write_fake_kvasir
-from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config
+from training.common import BaseTrainConfig, BestWeights, batch_indices, initialise_from, parse_config
 from training.loop import Run
 
 SLUG = "endovae"
@@ -146,25 +146,6 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / mu.shape[0]
 
 
-class BestWeights:
-    """The weights with the best validation score so far (lower is better); part of the resumable state."""
-
-    def __init__(self):
-        self.score, self.weights, self.step = float("inf"), None, 0
-
-    def offer(self, score: float, model: torch.nn.Module, step: int) -> None:
-        if score < self.score:
-            self.score, self.step = score, step
-            self.weights = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-
-    def state_dict(self) -> dict:
-        return {"score": torch.tensor(self.score), "step": torch.tensor(self.step), "weights": self.weights or {}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.score, self.step = float(state["score"]), int(state["step"])
-        self.weights = state["weights"] or None
-
-
 @torch.no_grad()
 def reconstruct_all(model: EndoVAE, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """uint8 (N, 3, S, S) → float reconstructions (z = μ)."""
@@ -239,7 +220,7 @@ def main(cfg: TrainConfig) -> Path:
             model.to_moments.bias[config.latent_channels :].fill_(cfg.initial_log_variance)
     trained = run.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    best = BestWeights()
+    best = BestWeights()  # lower is better: the negative validation PSNR, or the patch reconstruction error
     start = run.resume(model=model, optimizer=optimizer, best=best)
     parent = initialise_from(cfg, model, start, run.run_dir, run.device)
     train = data["train"]
