@@ -42,6 +42,11 @@ HEADLINES = {
         Metric("Tri-VAE Dice, LGG test", "trivae-trivae-coarse", "lgg_test.median5.dice", percent=False),
         Metric("BraTS test", "trivae-trivae-coarse", "brats21.median5.dice", report="0.48 (IXI → BraTS T2)", percent=False),
     ],
+    "maf": [
+        Metric("capsule image AUROC, pixel MAF", "maf-pixel-capsule", "image_auroc", report="0.78 (text) / 0.67 (figure)", percent=False),
+        Metric("feature flow", "maf-features-capsule", "image_auroc", percent=False),
+        Metric("its pixel AUROC", "maf-features-capsule", "pixel_auroc", report="not measured", percent=False),
+    ],
     "captioning": [
         Metric("Persian BLEU-4, beam 3", "captioning-fa", "test.beam3.bleu4", report="0.0385 (COCO-fa, 1 ref.)", percent=False),
         Metric("English BLEU-4", "captioning-en", "test.beam3.bleu4", report="SAT paper 0.195", percent=False),
