@@ -7,6 +7,7 @@ import pytest
 
 from demos import captioning as demo
 from models import registry
+from tests.browser import open_tab
 
 pytestmark = [
     pytest.mark.checkpoint,
@@ -48,16 +49,6 @@ def test_endpoint_refuses_a_corrupt_upload(app_url, tmp_path):
     client = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="corrupt|decoded|image"):
         client.predict(handle_file(str(corrupt)), PERSIAN, 3, 0.0, 0, 30, "best beam", api_name="/captioning")
-
-
-def open_tab(page, title: str) -> None:
-    """Click a top-level tab; with many tabs Gradio moves the last ones into an overflow menu ("⋯")."""
-    tab = page.get_by_role("tab", name=title)
-    if tab.count() and tab.first.is_visible():
-        tab.first.click()
-        return
-    page.locator(".overflow-menu button").first.click()
-    page.locator(".overflow-dropdown button", has_text=title).first.click()
 
 
 @pytest.mark.browser

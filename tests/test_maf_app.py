@@ -6,6 +6,7 @@ import pytest
 
 from demos import maf as demo
 from models import registry
+from tests.browser import open_tab
 
 pytestmark = [
     pytest.mark.checkpoint,
@@ -47,16 +48,6 @@ def test_endpoint_refuses_a_corrupt_upload(app_url, tmp_path):
     client = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="(?i)image"):
         client.predict("capsule", handle_file(str(corrupt)), None, api_name="/maf")
-
-
-def open_tab(page, title: str) -> None:
-    """Click a top-level tab; with many tabs Gradio moves the last ones into an overflow menu ("⋯")."""
-    tab = page.get_by_role("tab", name=title)
-    if tab.count() and tab.first.is_visible():
-        tab.first.click()
-        return
-    page.locator(".overflow-menu button").first.click()
-    page.locator(".overflow-dropdown button", has_text=title).first.click()
 
 
 @pytest.mark.browser
