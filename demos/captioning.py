@@ -281,13 +281,7 @@ def results_markdown() -> str:
 # ---- thin adapters (the only place with gr.Error) ----
 
 def _model(label: str) -> Captioner:
-    name = MODELS.get(label)
-    if name is None:
-        raise gr.Error(f"Unknown model {label!r}; pick one of {', '.join(MODELS)}.")
-    try:
-        return load_model(name)
-    except registry.CheckpointError as error:
-        raise gr.Error(str(error)) from error
+    return serving.chosen_model(MODELS, label, load_model)
 
 
 def _read(path) -> Image.Image:

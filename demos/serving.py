@@ -117,6 +117,22 @@ def load_once(function: Callable[..., Model]) -> Callable[..., Model]:
     return wrapper
 
 
+def chosen_model(models: dict[str, str], label: str, load: Callable[[str], Model]) -> Model:
+    """The model a tab's picker names (`models`: label → checkpoint), or a gr.Error that says what to pick or what is
+    wrong with the checkpoint."""
+    import gradio as gr
+
+    from models import registry
+
+    name = models.get(label)
+    if name is None:
+        raise gr.Error(f"Unknown model {label!r}; pick one of {', '.join(models)}.")
+    try:
+        return load(name)
+    except registry.CheckpointError as error:
+        raise gr.Error(str(error)) from error
+
+
 class ModelPool:
     """At most `size` private copies of a model, each used by one request at a time.
 

@@ -217,13 +217,7 @@ def results_table() -> str:
 
 
 def _model(label: str) -> TriVAE:
-    name = MODELS.get(label)
-    if name is None:
-        raise gr.Error(f"Unknown model {label!r}; pick one of {', '.join(MODELS)}.")
-    try:
-        return load_model(name)
-    except registry.CheckpointError as error:
-        raise gr.Error(str(error)) from error
+    return serving.chosen_model(MODELS, label, load_model)
 
 
 def _read(path, mask_path, slice_index, size: int = 128):
