@@ -3,7 +3,8 @@
 Everything a tab needs to be safe under concurrent requests lives here, once, so new tabs get it by using it:
 
 - `configure_process()`, at start only: the intra-op thread count (a request never calls `torch.set_num_threads`),
-  matplotlib's headless backend, and atomic writes for Gradio's content-addressed output cache (two requests that
+  matplotlib's headless backend, glibc malloc settings and a trimmer thread that keep resident memory from creeping
+  up request after request (`tune_memory`), and atomic writes for Gradio's content-addressed output cache (two requests that
   produce the same image used to rewrite the same file while a client was downloading it: cut-off answers).
 - `ModelPool`: private model copies for requests that change a model while they use it (hooks, `train()`/`eval()`,
   gradients accumulated on its parameters); read-only inference shares one model.
@@ -18,10 +19,13 @@ Everything a tab needs to be safe under concurrent requests lives here, once, so
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -31,6 +35,8 @@ Model = TypeVar("Model")
 THREADS = int(os.environ.get("NNDL_TORCH_THREADS", "1"))  # intra-op threads per request
 WORKERS_PER_TAB = int(os.environ.get("NNDL_WORKERS_PER_TAB", "2"))  # requests of one tab computed at once
 QUEUE_SIZE = int(os.environ.get("NNDL_QUEUE_SIZE", "128"))  # waiting requests, all tabs; more are refused ("queue is full")
+MMAP_THRESHOLD = 256 * 1024  # bytes: larger blocks (activations, images) are mapped and unmapped, never pooled
+BUSY_CPU_S = 0.1  # CPU seconds per second above which the process counts as serving requests (the trimmer runs)
 CACHE_CLEANUP = (600, 1800)  # every 10 min, delete Gradio cache files (uploads, outputs) older than 30 min
 
 
@@ -45,7 +51,47 @@ def configure_process(threads: int = THREADS) -> None:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    tune_memory()
     make_gradio_cache_atomic()
+
+
+_TRIMMER: list[threading.Thread] = []
+
+
+def tune_memory(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Keep the server's resident memory at what it uses, on glibc (Linux, the Space); elsewhere a no-op (False).
+
+    Measured (docs/concurrency.md, 'Memory'): after 8 clients × 4 requests on two endpoints, 570 of 1,730 MB resident
+    were free heap pages that glibc kept, and the amount wandered by ±200 MB from round to round. Two causes:
+    - glibc raises its mmap threshold to 32 MB the first time a large block is freed; from then on every activation
+      tensor and decoded image is carved out of the per-thread heaps (one per request thread) and stays resident,
+      fragmented, after the request. A fixed threshold keeps blocks over 256 KB in their own mappings, returned to
+      the system when freed.
+    - free pages inside a heap are only returned by `malloc_trim`; a daemon thread calls it once a second while the
+      process is busy and once after it goes quiet, so an idle server holds what it uses (a trim costs 2 to 35 ms
+      and is thread-safe); an idle server is left alone."""
+    libc_path = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(libc_path) if libc_path else None
+    if libc is None or not hasattr(libc, "malloc_trim"):  # not glibc
+        return False
+    if _TRIMMER:
+        return True
+    m_mmap_threshold = -3  # from glibc's malloc.h
+    libc.mallopt(m_mmap_threshold, threshold)
+
+    def trim_while_busy() -> None:
+        cpu, was_busy = time.process_time(), False
+        while True:
+            time.sleep(1.0)
+            cpu, previous = time.process_time(), cpu
+            busy = cpu - previous > BUSY_CPU_S
+            if busy or was_busy:  # while requests run, and once more after the last one ended
+                libc.malloc_trim(0)
+            was_busy = busy
+
+    _TRIMMER.append(threading.Thread(target=trim_while_busy, name="malloc-trim", daemon=True))
+    _TRIMMER[0].start()
+    return True
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
