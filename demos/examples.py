@@ -1,9 +1,14 @@
-"""One-click examples are test images read from the data root, never copies shipped with the code.
+"""One-click examples: test images read from the data root, else the few shipped in demos/assets/<slug>/.
 
 Datasets stored as files (CycleGAN photos, MNIST-M, the LGG and BraTS slices) are shown in place. Datasets stored as
 arrays in their official release (MNIST's IDX files, CIFAR's pickles) are written as PNGs to the user cache at start.
 Every file a tab shows is registered here (`shown`, and `write_pngs` itself), and the app lets Gradio serve exactly
-those files (`allowed_paths`), nothing else under the data root. Without the data, a tab has no examples and says so.
+those files (`allowed_paths`), nothing else under the data root.
+
+A Hugging Face Space is built from the repository alone, without a data root: each tab then falls back to a few
+test-split files shipped in `assets(slug)` (about 1 MB per tab at most, in the dataset's own layout where it has one,
+with a README naming the dataset's citation and licence), and says so (`SHIPPED_NOTE`). How a tab adds them:
+docs/space.md. A tab with neither says where the data goes (`NO_DATA_NOTE`).
 """
 
 from __future__ import annotations
@@ -17,9 +22,17 @@ from PIL import Image
 
 from nndl_data import user_cache_dir
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+SHIPPED_NOTE = ("Only the few test examples shipped with the app (no data root here, as on a Space); with the dataset under "
+                "the data root (NNDL_DATA_ROOT) the tab offers more. Uploads work.")
 NO_DATA_NOTE = "No test-split examples: the dataset is not under the data root (set NNDL_DATA_ROOT, see the README's 'Data'). Uploads work."
 _SHOWN: set[str] = set()
 _LOCK = threading.Lock()
+
+
+def assets(slug: str) -> Path:
+    """demos/assets/<slug>: the tab's shipped examples, in the dataset's layout (use it as a data root)."""
+    return ASSETS / slug
 
 
 def shown(paths):
