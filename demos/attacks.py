@@ -270,14 +270,24 @@ def grad_cam(name: str, model: nn.Module, x: torch.Tensor, method: str) -> np.nd
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {sorted(CAM_METHODS)}")
     import pytorch_grad_cam
-    from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     with torch.no_grad():
         predicted = int(model(x).argmax(1))
-    with getattr(pytorch_grad_cam, CAM_METHODS[method])(model=model, target_layers=[cam_layer(name, model)]) as cam:
+    # a ViT's layer outputs tokens (B, 1 + g², D): `cam_reshape` lays them out as (B, D, g, g) (models.flowers)
+    with getattr(pytorch_grad_cam, CAM_METHODS[method])(model=model, target_layers=[cam_layer(name, model)],
+                                                        reshape_transform=getattr(model, "cam_reshape", None)) as cam:
         heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(predicted)])[0]  # (H, W) in [0, 1]
+    return overlay(x, heat)
+
+
+def overlay(x: torch.Tensor, heat: np.ndarray) -> np.ndarray:
+    """A map in [0, 1] (h, w) over the image x (1, 3, H, W) as a uint8 heat-map overlay (small images enlarged)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
     image = to_numpy(x)
+    if heat.shape != image.shape[:2]:
+        heat = np.asarray(Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8)).resize(image.shape[1::-1], Image.BILINEAR)) / 255
     if image.shape[0] < DISPLAY_SIZE:  # upsample before overlaying so the map is smooth and the pixels visible
         image = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.NEAREST)) / 255
         heat = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize((DISPLAY_SIZE, DISPLAY_SIZE), Image.BILINEAR)) / 255

@@ -47,12 +47,16 @@ def _batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int, device
         yield images[start : start + batch_size].to(device).float().div(255), labels[start : start + batch_size].to(device)
 
 
+def adversarial_batches(attack, images, labels, batch_size: int, device):
+    """(attack(x, y), y) batch by batch (attack=None: the clean batches). uint8 images in, [0, 1] to the attack."""
+    for x, y in _batches(images, labels, batch_size, device):
+        yield (x if attack is None else attack(x, y)), y
+
+
 def attacked_accuracy(model, attack, images, labels, batch_size: int, device) -> float:
     """Top-1 accuracy on attack(x, y) (attack=None: clean accuracy). uint8 images in, [0, 1] to the attack."""
     correct = 0
-    for x, y in _batches(images, labels, batch_size, device):
-        if attack is not None:
-            x = attack(x, y)
+    for x, y in adversarial_batches(attack, images, labels, batch_size, device):
         with torch.no_grad():
             correct += (model(x).argmax(1) == y).sum().item()
     return correct / len(images)
