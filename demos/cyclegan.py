@@ -29,6 +29,7 @@ from nndl_data.cyclegan import DATASETS, image_files
 
 TITLE = "Apple ↔ Orange, Summer ↔ Winter (CycleGAN)"
 CHECKPOINTS = [f"cyclegan-{name}" for name in DATASETS]
+ASSETS = examples.assets("cyclegan")  # two test images per domain in the data root's layout, for a Space
 EXAMPLES_PER_DOMAIN = 4  # test images per domain offered as one-click examples
 STAGES = ("early", "middle", "final")  # the progress slider's positions
 RESOLUTIONS = (128, 256)
@@ -218,14 +219,18 @@ def loss_plot(dataset: str):
 
 def example_rows(per_domain: int = EXAMPLES_PER_DOMAIN) -> list[list]:
     """[image path, dataset, direction] for the first test images of each domain, read from the data root
-    (NNDL_DATA_ROOT or ../shared/data); a dataset that is not there simply has no examples."""
+    (NNDL_DATA_ROOT or ../shared/data); a dataset that is not there falls back to the first two test images per
+    domain shipped in demos/assets/cyclegan (the same layout)."""
     rows = []
     for dataset in DATASETS:
         for split, direction in (("testA", "a2b"), ("testB", "b2a")):
             try:
                 files = image_files(dataset, split)[:per_domain]
             except DatasetMissing:
-                continue
+                try:
+                    files = image_files(dataset, split, ASSETS)[:per_domain]
+                except DatasetMissing:
+                    continue
             rows += [[str(path), dataset, direction] for path in examples.shown(files)]
     return rows
 
@@ -311,6 +316,8 @@ def build() -> serving.OnOpen:
             rows, inputs=[image, dataset, direction], label="test-split examples (click one, then Translate)", examples_per_page=16,
             example_labels=[f"{direction_label(dataset_name, way)}: {Path(path).stem}" for path, dataset_name, way in rows],
         )
+        if any(Path(path).is_relative_to(ASSETS) for path, _, _ in rows):
+            gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
     else:
         gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
     with gr.Accordion("Training and measurements", open=True):

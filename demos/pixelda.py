@@ -28,6 +28,7 @@ from nndl_data.digits import load_mnist, load_mnist_m, mnist_to_rgb32
 TITLE = "MNIST → MNIST-M (PixelDA)"
 CHECKPOINTS = ["pixelda-generator", "pixelda-source-only", "pixelda-adapted"]
 EXAMPLE_PATTERN = re.compile(r"mnist_test_(\d{4})\.png$")
+ASSETS = examples.assets("pixelda")  # the test digits shipped for a Space (no data root)
 DISPLAY_SIZE = 128  # 32 px images are shown enlarged (nearest neighbour: the pixels stay visible)
 
 
@@ -109,28 +110,42 @@ def adapt(models: PixelDAModels, digit: torch.Tensor, seed: int = 0, styles: int
 @functools.cache
 def example_digits() -> list[Path]:
     """The first MNIST test digit of each class, 0 to 9, as PNGs in the example cache, each with the MNIST-M test
-    image of the same index beside it (MNIST-M test[i] is MNIST test[i] restyled); [] without the data."""
+    image of the same index beside it (MNIST-M test[i] is MNIST test[i] restyled). Without the data root: the same
+    twenty images shipped in demos/assets/pixelda (labels.txt gives their classes)."""
     try:
         digits, labels = load_mnist("test")
         indices = [int(labels.eq(digit).nonzero()[0]) for digit in range(10)]
         mnist_m, _ = load_mnist_m("test", limit=max(indices) + 1)
     except DatasetMissing:
-        return []
+        return shipped_digits()
     pngs = {f"mnist_test_{i:04d}": digits[i].numpy() for i in indices}
     pngs |= {f"mnist_m_test_{i:04d}": mnist_m[i].permute(1, 2, 0).numpy() for i in indices}
     return examples.write_pngs("pixelda", pngs)[: len(indices)]
 
 
+def shipped_digits() -> list[Path]:
+    """The shipped test digits in class order (demos/assets/pixelda/labels.txt: `<file> <label>`), with their MNIST-M
+    twins registered for serving; [] when nothing is shipped."""
+    labels_file = ASSETS / "labels.txt"
+    if not labels_file.exists():
+        return []
+    entries = sorted((int(label), name) for name, label in (line.split() for line in labels_file.read_text().splitlines() if line.strip()))
+    digits = [ASSETS / name for _, name in entries]
+    examples.shown([path.with_name(path.name.replace("mnist_test_", "mnist_m_test_")) for path in digits])
+    return examples.shown(digits)
+
+
 def matching_mnist_m(path: str | None) -> np.ndarray | None:
-    """The real MNIST-M test image with the same index, when the input is one of the example test digits."""
+    """The real MNIST-M test image with the same index, when the input is one of the example test digits (written to
+    the example cache from the data root, or shipped)."""
     match = EXAMPLE_PATTERN.search(Path(path).name) if path else None
     if not match:
         return None
-    folder = user_cache_dir("examples", "pixelda")
-    original, restyled = folder / match.group(0), folder / f"mnist_m_test_{match.group(1)}.png"
-    if not (original.exists() and restyled.exists()) or original.read_bytes() != Path(path).read_bytes():
-        return None  # same name, different file: not the test digit
-    return np.asarray(Image.open(restyled).convert("RGB"))
+    for folder in (user_cache_dir("examples", "pixelda"), ASSETS):
+        original, restyled = folder / match.group(0), folder / f"mnist_m_test_{match.group(1)}.png"
+        if original.exists() and restyled.exists() and original.read_bytes() == Path(path).read_bytes():
+            return np.asarray(Image.open(restyled).convert("RGB"))
+    return None  # same name, different file: not the test digit
 
 
 def api_examples() -> dict[str, list[tuple]]:
@@ -240,6 +255,8 @@ def build() -> serving.OnOpen:
                 upload = image_upload(label="Digit image (any size or format)", sources=["upload", "clipboard"], height=220)
                 if example_digits():
                     gr.Examples(examples=[str(p) for p in example_digits()], inputs=upload, label="MNIST test digits (the first of each class)")
+                    if example_digits()[0].parent == ASSETS:
+                        gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
                 else:
                     gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
                 upload_button = gr.Button("Translate", variant="primary")

@@ -34,6 +34,7 @@ MODELS = {
     "Denoising VAE, coarse noise (ablation)": "trivae-vae-coarse",
 }
 CHECKPOINTS = ["trivae-vae", "trivae-trivae-coarse", "trivae-trivae-simplex"]
+ASSETS = examples.assets("trivae")  # a few test slices in the data root's layout, for a Space (no data root)
 REPORT_DICE = {"trivae-vae": 0.2859, "trivae-trivae-coarse": 0.4791, "trivae-trivae-simplex": 0.5081}
 CITATION = (
     "Data: LGG FLAIR slices (Buda et al., *Computers in Biology and Medicine* 2019; Mazurowski et al. 2017; TCGA-LGG), "
@@ -70,9 +71,20 @@ def example_slices(lgg_tumours: int = 4, brats: int = 2) -> list[tuple[str, str]
     with contextlib.suppress(DatasetMissing):
         folder = dataset_dir(BRATS_SLICES)
         slices += [(p, folder / "masks" / p.name) for p in sorted((folder / "images").glob("*.png")) if (folder / "masks" / p.name).exists()][:brats]
-    pairs = [(str(image), str(mask)) for image, mask in slices + healthy]
+    pairs = [(str(image), str(mask)) for image, mask in slices + healthy] or shipped_slices()
     examples.shown([path for pair in pairs for path in pair])
     return pairs
+
+
+def shipped_slices() -> list[tuple[str, str]]:
+    """Without the data root: the slices shipped in demos/assets/trivae (the ones the data root gives, in its layout),
+    in the same order: LGG tumour slices, largest tumour first, the BraTS 2021 slices, the tumour-free LGG slice."""
+    lgg = [(p, p.with_name(p.stem + "_mask.png")) for p in sorted((ASSETS / LGG).glob("*/*.png")) if not p.stem.endswith("_mask")]
+    areas = [_tumour_pixels(mask) for _, mask in lgg]
+    tumours = [pair for area, pair in sorted(zip(areas, lgg), key=lambda item: -item[0]) if area > 0]
+    brats = [(p, ASSETS / BRATS_SLICES / "masks" / p.name) for p in sorted((ASSETS / BRATS_SLICES / "images").glob("*.png"))]
+    healthy = [pair for area, pair in zip(areas, lgg) if area == 0]
+    return [(str(image), str(mask)) for image, mask in tumours + brats + healthy]
 
 
 @serving.load_once
@@ -308,6 +320,8 @@ def build() -> serving.OnOpen:
                                  columns=4, height=220, allow_preview=False)
             if not example_slices():
                 gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
+            elif Path(first_image).is_relative_to(ASSETS):
+                gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
             upload = gr.File(label="Slice (PNG / JPG) or NIfTI volume (.nii / .nii.gz)", value=first_image, elem_id="trivae-upload")
             mask_upload = gr.File(label="Ground-truth mask (optional; PNG, or a NIfTI segmentation for a volume)", value=first_mask)
             slice_index = gr.Slider(-1, 1, value=-1, step=1, label="Axial slice", visible=False)

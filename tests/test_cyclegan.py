@@ -3,6 +3,7 @@
 import dataclasses
 import csv
 import json
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -328,7 +329,10 @@ def test_examples_cover_both_datasets_and_directions(tmp_path, monkeypatch):
             assert image.size == (128, 128)
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path / "empty"))
-    assert demo.example_rows() == []  # no data here: the tab shows a note instead of examples
+    shipped = demo.example_rows()  # no data here (as on a Space): the test images shipped in demos/assets/cyclegan
+    assert len(shipped) == 4 * 2 and all(Path(path).is_relative_to(demo.ASSETS) and Path(path).is_file() for path, _, _ in shipped)
+    assert {(dataset, direction) for _, dataset, direction in shipped} == {(d, w) for d in DATASETS for w in ("a2b", "b2a")}
+    assert len(demo.api_examples()["/cyclegan"]) == 3
 
 
 def test_tab_builds_and_shows_card_metrics_beside_the_report(checkpoint_root):

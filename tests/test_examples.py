@@ -57,3 +57,31 @@ def test_every_tab_builds_without_data_and_says_so(tmp_path, cache_home, monkeyp
         said = any(examples.NO_DATA_NOTE in (note or "") for note in notes)
         shipped = [path for path in examples.allowed_paths() if f"/demos/assets/{module.__name__.split('.')[-1]}/" in path]
         assert said or shipped, f"{module.__name__} has neither shipped examples nor the no-data note"
+
+
+def test_shipped_assets_are_small_cited_copies_of_the_test_split():
+    """demos/assets/<slug>/: at most about 1 MB per tab, a README naming the dataset's citation and licence, and
+    every file that sits in the data root's layout is a byte-identical copy of the data root's file."""
+    from nndl_data import DatasetMissing, data_root
+
+    try:
+        root = data_root()
+    except DatasetMissing:
+        root = None
+    folders = sorted(path for path in examples.ASSETS.iterdir() if path.is_dir())
+    assert folders, "no tab ships examples"
+    compared = 0
+    for folder in folders:
+        files = [path for path in folder.rglob("*") if path.is_file()]
+        assert sum(path.stat().st_size for path in files) <= 1_100_000, f"{folder.name}: more than about 1 MB shipped"
+        readme = folder / "README.md"
+        assert readme.is_file(), f"{folder}: name the dataset's citation and licence in a README.md beside the files"
+        text = readme.read_text(encoding="utf-8").lower()
+        assert any(word in text for word in ("licen", "research", "cc by")), f"{readme} names no licence or terms of use"
+        for path in files:
+            original = root / path.relative_to(folder) if root is not None else None
+            if original is not None and path != readme and original.is_file():
+                assert path.read_bytes() == original.read_bytes(), f"{path} differs from {original}"
+                compared += 1
+    if root is not None:
+        assert compared > 0

@@ -86,6 +86,23 @@ def test_real_mnist_m_shown_only_for_the_example_test_digit(tmp_path, example_di
     assert demo.matching_mnist_m(None) is None
 
 
+def test_without_the_data_root_the_shipped_digits_are_offered_with_their_mnist_m_twins(example_digits, tmp_path, monkeypatch):
+    """A Space has no data root: the tab falls back to demos/assets/pixelda, the same ten digits, pixel for pixel."""
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path / "empty"))
+    demo.example_digits.cache_clear()
+    try:
+        shipped = demo.example_digits()
+    finally:
+        demo.example_digits.cache_clear()
+    assert [path.parent for path in shipped] == [demo.ASSETS] * 10
+    assert [path.name for path in shipped] == [path.name for path in example_digits]  # classes 0 to 9 in order
+    for ours, theirs in zip(shipped, example_digits):
+        np.testing.assert_array_equal(np.asarray(Image.open(ours)), np.asarray(Image.open(theirs)))
+        twin = demo.matching_mnist_m(str(ours))
+        np.testing.assert_array_equal(twin, demo.matching_mnist_m(str(theirs)))
+
+
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     return bad_image_files(tmp_path_factory.mktemp("bad"))

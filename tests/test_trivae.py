@@ -448,3 +448,23 @@ def test_demo_bad_uploads_answer_with_messages(demo, tmp_path, tumour_slice):
         demo._analyse(image, str(small_mask), -1, "Tri-VAE, coarse noise", 0.1, 5)
     with pytest.raises(gr.Error, match="Upload"):
         demo._analyse(None, None, -1, "Tri-VAE, coarse noise", 0.1, 5)
+
+
+def test_shipped_slices_are_the_data_roots_examples_in_the_same_order():
+    """A Space has no data root: demos/assets/trivae holds the tab's example slices in the data root's layout, and
+    the fallback lists them as the data root does (largest LGG tumour first, BraTS, the tumour-free slice)."""
+    from demos import trivae as demo
+    from nndl_data import DatasetMissing, data_root
+
+    shipped = demo.shipped_slices()
+    assert len(shipped) == 7 and all(Path(path).is_file() for pair in shipped for path in pair)
+    try:
+        root = data_root()
+        demo.example_slices.cache_clear()
+        from_root = demo.example_slices()
+    except DatasetMissing:
+        pytest.skip("no data root here")
+    finally:
+        demo.example_slices.cache_clear()
+    relative = [tuple(str(Path(path).relative_to(demo.ASSETS)) for path in pair) for pair in shipped]
+    assert relative == [tuple(str(Path(path).relative_to(root)) for path in pair) for pair in from_root]
