@@ -24,7 +24,7 @@ from demos import cards, examples, serving
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
 from models.attacks import CIFAR10_CLASSES
-from nndl_data import DatasetMissing
+from nndl_data import DatasetMissing, dataset_dir
 from nndl_data.attacks import load_cifar
 
 TITLE = "Adversarial attacks (FGSM, PGD, CW, DeepFool, AdvGAN)"
@@ -45,6 +45,7 @@ CAM_METHODS = {"Grad-CAM": "GradCAM", "Grad-CAM++": "GradCAMPlusPlus", "HiResCAM
                "EigenCAM": "EigenCAM"}
 IMAGENET_SIZE = 224
 UNTARGETED = "untargeted"
+ASSETS = examples.assets("attacks")  # the first CIFAR-10 test image of each class, for a Space (no data root)
 DISPLAY_SIZE = 192  # 32×32 images are shown enlarged (nearest neighbour) so pixels stay visible
 
 
@@ -436,17 +437,29 @@ def _target_choices(model_label):
 
 @functools.cache
 def example_images() -> list[Path]:
-    """The first CIFAR-10 test image of each class, from the data root (as PNGs in the example cache: the official
-    release is pickled arrays), then two photos for the ImageNet model: scikit-image's bundled samples."""
-    try:
-        images, labels, classes = load_cifar("cifar10", "test", limit_per_class=1)
-    except DatasetMissing:
-        images, labels, classes = [], [], []
+    """The first CIFAR-10 test image of each class, from the data root, else the copies shipped in demos/assets/attacks
+    (as PNGs in the example cache: the official release is pickled arrays), then two photos for the ImageNet model:
+    scikit-image's bundled samples."""
+    images, labels, classes = [], [], []
+    for root in (None, ASSETS):
+        try:
+            images, labels, classes = load_cifar("cifar10", "test", root, limit_per_class=1)
+            break
+        except DatasetMissing:
+            continue
     pictures = {f"cifar10-{classes[label]}": image.permute(1, 2, 0).numpy() for image, label in zip(images, labels)}
     import skimage.data
 
     pictures |= {"photo-chelsea": skimage.data.chelsea(), "photo-coffee": skimage.data.coffee()}
     return examples.write_pngs("attacks", pictures)
+
+
+def _cifar_in_data_root() -> bool:
+    try:
+        dataset_dir("cifar10")
+        return True
+    except DatasetMissing:
+        return False
 
 
 def api_examples() -> dict[str, list[tuple]]:
@@ -474,6 +487,8 @@ def build() -> serving.OnOpen:
             gr.Examples([[str(path)] for path in example_images()], inputs=[image], label="CIFAR-10 test images and two photos", examples_per_page=12)
             if not any(path.stem.startswith("cifar10") for path in example_images()):
                 gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
+            elif not _cifar_in_data_root():
+                gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
         with gr.Column(scale=1):
             attack = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")
             epsilon = gr.Slider(0, 32, value=8, step=0.5, label="ε (L∞, in /255): FGSM, PGD L∞, AdvGAN")

@@ -144,3 +144,21 @@ def test_card_panels_show_measured_metrics(checkpoint_root):
     shares = demo.advgan_destination_plot().axes[0].images[0].get_array()
     assert shares[3, 9] == 0.75 and shares[3, 3] == 0.25 and shares[9, 1] == 1.0 and shares[0].sum() == 0
     assert json.loads((checkpoint_root / demo.ADVGAN / "card.json").read_text())["metrics"]["success_rate"] == 0.95
+
+
+def test_without_the_data_root_the_shipped_cifar_images_are_offered(tmp_path, monkeypatch):
+    """A Space has no data root: the first CIFAR-10 test image of each class comes from demos/assets/attacks, the same
+    pixels as from the data root (when there is one here), and api_examples still has its three requests."""
+    from_root = {path.stem: np.asarray(Image.open(path)) for path in demo.example_images() if path.stem.startswith("cifar10")}
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    demo.example_images.cache_clear()
+    try:
+        shipped = {path.stem: np.asarray(Image.open(path)) for path in demo.example_images() if path.stem.startswith("cifar10")}
+        assert len(demo.api_examples()["/attacks"]) == 3
+    finally:
+        demo.example_images.cache_clear()
+    assert sorted(shipped) == [f"cifar10-{name}" for name in sorted(demo.CIFAR10_CLASSES)]
+    for stem, pixels in from_root.items():
+        np.testing.assert_array_equal(shipped[stem], pixels)
