@@ -29,12 +29,13 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_app(timeout: float = 180.0, log: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+def start_app(timeout: float = 180.0, log: Path | None = None, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, float]:
     """Start app.py on a free loopback port; (process, url, seconds until GET / answered 200). Its output goes to
-    `log` (default: discarded, except the `startup:` timing lines, kept in `process.timing`)."""
+    `log` (default: discarded, except the `startup:` timing lines, kept in `process.timing`). `env` overrides the
+    environment (e.g. benchmarks.space: no data root, GRADIO_SERVER_NAME=0.0.0.0, as a Space starts it)."""
     port = _free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "NNDL_STARTUP_LOG": "1"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "NNDL_STARTUP_LOG": "1", **(env or {})}
     env.pop("NNDL_CHECKPOINTS", None)
     output = open(log, "w") if log else tempfile.TemporaryFile("w+")
     started = time.perf_counter()
