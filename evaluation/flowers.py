@@ -7,7 +7,7 @@
 Per model (`--parts clean`): top-1 / top-5 on the official test split (5,994 of its 6,149 images here) and on the
 validation split, and per-class test accuracy. `--parts attacks`: accuracy under FGSM and PGD-10 (α = ε/4, random
 start, as in evaluation.attacks) at ε ∈ {1, 2, 4, 8}/255 on a fixed class-stratified test subset (`--attack-images`,
-2 per class by default), through torchattacks in [0, 1] pixel space (the models normalise inside). `--parts transfer`:
+1 per class by default), through torchattacks in [0, 1] pixel space (the models normalise inside). `--parts transfer`:
 PGD-10 at 8/255 crafted on each model, evaluated on every model (rows: source, columns: target), stored in each
 source's card as `transfer_pgd10_8`; its diagonal is the model's own PGD accuracy at that ε (same seed, same images).
 """
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--checkpoint-root", default=None)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--attack-images", type=int, default=204, help="class-stratified test subset for the attacks and the transfer matrix")
+    parser.add_argument("--attack-images", type=int, default=102, help="class-stratified test subset for the attacks and the transfer matrix")
     parser.add_argument("--epsilons", type=int, nargs="+", default=list(EPSILONS))
     parser.add_argument("--batch-size", type=int, default=102)
     args = parser.parse_args(argv)
@@ -112,14 +112,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             metrics["attack_clean_accuracy"] = attacked_accuracy(model, None, attack_images, attack_labels, args.batch_size, device)
             metrics.update(attack_images=len(subset), attack_settings=ATTACK_SETTINGS)
         metrics.update(evaluated_on=hardware(), evaluation_seconds=round(time.monotonic() - started, 1))
+        registry.update_card(name, root=args.checkpoint_root, metrics=metrics, evaluation_command=command)  # now: a later part may be cut
         results[name] = metrics
     if "transfer" in args.parts:
         matrix = transfer_matrix({name: models[name] for name in available}, attack_images, attack_labels, TRANSFER_EPSILON, args.batch_size, device)
         for name in names:
-            results[name]["transfer_pgd10_8"] = matrix[name]
-            results[name]["transfer_settings"] = f"PGD-10 at {TRANSFER_EPSILON}/255 (α = ε/4, seed {ATTACK_SEED}) on the {len(subset)}-image attack subset; targets: {available}"
-    for name, metrics in results.items():
-        registry.update_card(name, root=args.checkpoint_root, metrics=metrics, evaluation_command=command)
+            transfer = {"transfer_pgd10_8": matrix[name], "transfer_settings": f"PGD-10 at {TRANSFER_EPSILON}/255 (α = ε/4, seed {ATTACK_SEED}) "
+                        f"on the {len(subset)}-image attack subset; targets: {available}"}
+            results[name].update(transfer)
+            registry.update_card(name, root=args.checkpoint_root, metrics=transfer, evaluation_command=command)
     return results
 
 
