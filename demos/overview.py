@@ -17,7 +17,7 @@ SYSTEMS = {
     "maf": ("Flow sampling (MAF)", "maf-cyclegan", "normalizing-flow sampling and likelihood anomaly scores"),
     "captioning": ("Persian captions", "attacks-captioning", "Show-Attend-Tell with hazm tokenisation and attention maps"),
     "endovae": ("Endoscopy VAE", "pixelda-endovae", "EndoVAE on Kvasir-SEG polyps"),
-    "vae": ("VAE (MNIST / CIFAR-10)", "vae-diffusion", "variational autoencoders"),
+    "vae": ("VAE latent explorer (MNIST)", "vae-diffusion", "VAE on MNIST: the 2-D latent plane (click to decode), manifold, interpolation, drawn digits, AE vs VAE vs β"),
     "diffusion": ("Class-conditional diffusion", "vae-diffusion", "DDPM sampling on MNIST / CIFAR-10"),
     "flowers": ("Flowers-102 transfer", "attacks-captioning", "pretrained vs from-scratch models and transfer attacks"),
 }
