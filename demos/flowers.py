@@ -223,6 +223,11 @@ def _run(model_label, image_path, attack_name, epsilon, alpha, steps, explanatio
             "  \n".join(lines), transfer, cams[0], cams[1])
 
 
+def _pick(selection: gr.SelectData):
+    """The clicked gallery flower into the image input (its file name tells the tab its true class)."""
+    return str(example_images()[selection.index][0])
+
+
 # ----- dataset-level panels from the cards ------------------------------------------------------------------------
 
 def _metrics(name: str) -> dict:
@@ -272,7 +277,7 @@ def transfer_plot():
     axis.set_xticks(range(len(names)), labels, rotation=30, ha="right", fontsize=8)
     axis.set_yticks(range(len(names)), labels, fontsize=8)
     for (i, j), value in np.ndenumerate(matrix):
-        axis.text(j, i, "–" if np.isnan(value) else f"{value:.0%}", ha="center", va="center", color="white" if np.isnan(value) or value < 0.5 else "black", fontsize=9)
+        axis.text(j, i, "–" if np.isnan(value) else f"{value:.0%}", ha="center", va="center", color="gray" if np.isnan(value) else "white" if value < 0.5 else "black", fontsize=9)
     axis.set_xlabel("evaluated on")
     axis.set_ylabel("PGD-10 crafted on")
     axis.set_title("Accuracy on transferred PGD-10 examples (8/255)", fontsize=10)
@@ -311,8 +316,8 @@ def build() -> serving.OnOpen:
         with gr.Column(scale=1):
             model = gr.Dropdown(list(MODELS), value=next(iter(MODELS)), label="model")
             image = image_upload(label="flower", sources=["upload", "clipboard"], height=200)
-            gr.Examples([[str(path)] for path, _ in pictures], inputs=[image], example_labels=[FLOWER_NAMES[label] for _, label in pictures],
-                        label="official test images, one per class", examples_per_page=24)
+            gallery = gr.Gallery([(str(path), FLOWER_NAMES[label]) for path, label in pictures], label="official test images (click one)",
+                                 columns=6, height=260, allow_preview=False, show_label=True)
         with gr.Column(scale=1):
             attack_name = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")
             epsilon = gr.Slider(0, 32, value=4, step=0.5, label="ε (L∞, /255)")
@@ -332,6 +337,7 @@ def build() -> serving.OnOpen:
     with gr.Row():
         cam_before = gr.Image(label="explanation, original", interactive=False)
         cam_after = gr.Image(label="explanation, adversarial", interactive=False)
+    gallery.select(_pick, None, image, **serving.internal_event())
     run.click(_run, inputs=[model, image, attack_name, epsilon, alpha, steps, explanation],
               outputs=[original, perturbation, adversarial, before, after, summary, transfer, cam_before, cam_after], **serving.model_event("flowers", "flowers"))
     with gr.Accordion("Accuracy vs ε, the transfer matrix, the 2 × 2 table beside the report's, and how the models were trained", open=False):
