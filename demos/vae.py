@@ -44,9 +44,9 @@ MODELS = {
     "MSE, β 4": "vae-mse-beta4",
     "MSE, plain autoencoder (β 0)": "vae-mse-ae",
 }
-CHECKPOINTS = list(MODELS.values())
+CHECKPOINTS = ["vae-report", "vae-bce", "vae-bce-ae", "vae-bce-beta4"]  # the tab needs these; the MSE β 0 / β 4 pair is shown when trained
 COMPARISON = (("vae-mse-ae", "vae-report", "vae-mse-beta4"), ("vae-bce-ae", "vae-bce", "vae-bce-beta4"))  # rows: loss; columns: β 0, 1, 4
-ASSETS = Path(__file__).resolve().parent / "assets" / "vae"
+SHIPPED = examples.assets("pixelda")  # the first MNIST test digit of each class, shipped by the PixelDA tab for a Space
 PER_DIGIT = 2  # examples: the first two test images of each digit
 SCALE = 7  # a 28 px digit shown at 196 px
 PLANE_SIZE = (5.6, 5.0)  # inches at 100 dpi: 560 × 500 px
@@ -108,20 +108,32 @@ class Example:
 
 @functools.cache
 def example_digits() -> list[Example]:
-    """The first PER_DIGIT test images of each digit: from the data root (written as PNGs to the user cache), else
-    the same images shipped in demos/assets/vae."""
+    """The first PER_DIGIT test images of each digit from the data root (written as PNGs to the user cache); without
+    it (a Space), the first test image of each digit that the PixelDA tab ships (demos/assets/pixelda, labels.txt):
+    the same MNIST test files, not a second copy."""
     with contextlib.suppress(DatasetMissing):
         images, labels = load_mnist("test")
         chosen = sorted(i for digit in range(10) for i in (labels == digit).nonzero().flatten()[:PER_DIGIT].tolist())
         stems = {f"test-{i:05d}-digit-{int(labels[i])}": images[i].numpy() for i in chosen}
         paths = examples.write_pngs("vae", stems)
         return [Example(str(path), i, int(labels[i])) for path, i in zip(paths, chosen)]
+    labels_file = SHIPPED / "labels.txt"
+    if not labels_file.exists():
+        return []
     found = []
-    for path in sorted(ASSETS.glob("test-*-digit-*.png")):
-        index, digit = re.match(r"test-(\d+)-digit-(\d)", path.stem).groups()
-        found.append(Example(str(path), int(index), int(digit)))
+    for line in labels_file.read_text().splitlines():
+        if line.strip():
+            name, digit = line.split()
+            found.append(Example(str(SHIPPED / name), int(re.search(r"(\d+)", name).group(1)), int(digit)))
+    found.sort(key=lambda example: example.index)
     examples.shown([e.path for e in found])
     return found
+
+
+def shipped_only() -> bool:
+    """True when the examples are the few shipped with the app (no data root)."""
+    chosen = example_digits()
+    return bool(chosen) and Path(chosen[0].path).parent == SHIPPED
 
 
 def read_digit(path: str | Path) -> np.ndarray:
@@ -433,8 +445,8 @@ def results_markdown() -> str:
              "|---|---|---|---|---|---|---|---|---|",
              "| the report (MSE + KL, β 1) | – | – | – | – | – | – | – | – |"]
     number = lambda value, digits=2: "–" if value is None else f"{value:.{digits}f}"  # noqa: E731
-    for label, name in MODELS.items():
-        test = _card_value(name, "test") or {}
+    for label in models_here():
+        test = _card_value(MODELS[label], "test") or {}
         lines.append(f"| ours: {label} | {number(test.get('elbo'))} | {number(test.get('bernoulli_elbo'))} | {number(test.get('kl'))} | "
                      f"{number(test.get('squared_error_per_image'))} | {number(test.get('bce_per_image'))} | {number(test.get('psnr'))} | "
                      f"{number(test.get('ssim'), 3)} | {number(test.get('knn5_digit_accuracy'), 3)} |")
@@ -445,6 +457,11 @@ def results_markdown() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ thin adapters
+
+
+def models_here() -> list[str]:
+    """The dropdown's labels: every variant whose checkpoint is here."""
+    return [label for label, name in MODELS.items() if name in CHECKPOINTS or registry.available(name)]
 
 
 def _model(label: str) -> VAE:
@@ -598,7 +615,7 @@ def build() -> serving.OnOpen:
                 "digit's μ, coloured by digit. Click anywhere on it to decode that z. The report chose the 2-D latent and never "
                 "looked at it; its variants here (BCE vs MSE, β 0 = a plain autoencoder, β 4) show its theory answers. "
                 + ABOUT.markdown())
-    model = gr.Dropdown(list(MODELS), value=first_label, label="Model")
+    model = gr.Dropdown(models_here(), value=first_label, label="Model")
     with gr.Tab("Latent plane"):
         with gr.Row():
             with gr.Column(scale=3):
@@ -634,6 +651,10 @@ def build() -> serving.OnOpen:
                                       brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=18), elem_id="vae-sketch")
                 encode_button = gr.Button("Encode my drawing", variant="primary")
                 example = gr.Dropdown(names, value=names[0] if names else None, label="… or a test digit")
+                if not names:
+                    gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
+                elif shipped_only():
+                    gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
                 upload = image_upload(label="… or upload a picture of one digit", sources=["upload"], height=140, elem_id="vae-upload")
                 seed = gr.Number(value=0, precision=0, label="Seed of the stochastic reconstructions")
             with gr.Column(scale=3):

@@ -271,19 +271,20 @@ def test_encoding_sampling_and_the_report_figure_are_seeded_per_request(demo):
     assert demo.comparison_image().ndim == 3 and "the report" in demo.results_markdown()
 
 
-def test_examples_fall_back_to_the_shipped_test_digits(monkeypatch, tmp_path):
+def test_examples_fall_back_to_the_test_digits_the_pixelda_tab_ships(monkeypatch, tmp_path):
     import demos.vae as demo_module
 
     monkeypatch.setenv("NNDL_DATA_ROOT", str(tmp_path))  # a data root without MNIST
     demo_module.example_digits.cache_clear()
     try:
         found = demo_module.example_digits()
+        assert demo_module.shipped_only()
     finally:
         demo_module.example_digits.cache_clear()
-    assert len(found) == 20 and sorted(e.digit for e in found) == sorted(list(range(10)) * 2)
-    assert all(Path(e.path).parent == demo_module.ASSETS and Image.open(e.path).size == (28, 28) for e in found)
-    assert sum(path.stat().st_size for path in demo_module.ASSETS.iterdir()) < 100_000
-    assert "MNIST" in (demo_module.ASSETS / "README.md").read_text()
+    assert sorted(e.digit for e in found) == list(range(10)) and [e.index for e in found] == sorted(e.index for e in found)
+    assert all(Path(e.path).parent == demo_module.SHIPPED and Image.open(e.path).size == (28, 28) for e in found)
+    zero = next(e for e in found if e.digit == 0)
+    assert zero.index == 3 and zero.label == "test #3: a 0"  # MNIST test image 3 is the first 0
 
 
 def test_bad_inputs_answer_with_messages(demo, tmp_path):
