@@ -143,6 +143,9 @@ def test_tab_attacks_transfers_and_names_untrained_models(tiny_checkpoints, tmp_
     assert "ViT scratch" in transfer and "python -m training.flowers --preset cnn-scratch" in transfer
     outputs = demo._run("ViT from scratch", str(path), "PGD (L∞)", 4, 1, 3, "attention rollout (ViT)")
     assert outputs[7].shape == (lab.DISPLAY_SIZE, lab.DISPLAY_SIZE, 3)
+    request = demo.api_examples()["/flowers"][0]  # what the load test sends: FGSM, no explanation
+    outputs = demo._run(*request)
+    assert outputs[7] is None and outputs[8] is None and "FGSM" in outputs[5]
     import gradio as gr
 
     with pytest.raises(gr.Error, match="not trained yet: python -m training.flowers --preset vit-cifar10"):
