@@ -54,5 +54,6 @@ def test_eight_concurrent_clients_on_every_endpoint(visitors, app_url, app_proce
         assert process.poll() is None and load.alive(app_url), f"the server died:\n{log.read_text()[-3000:]}"
         assert time.monotonic() - started < ROUND_LIMIT_S
         memory.append(load.rss_mb(process.pid))
+        print(f"round {round_number + 1}: server RSS {memory[-1]:.0f} MB", flush=True)
     assert memory[1] - memory[0] < 50, f"RSS grew from {memory[0]:.0f} to {memory[1]:.0f} MB over an identical round"
     assert not any(sign in log.read_text() for sign in ("Too little data", "LocalProtocolError", "Segmentation fault"))
