@@ -288,6 +288,26 @@ def transfer_plot():
     return figure
 
 
+def per_class_plot():
+    """Per-class test accuracy of every evaluated model, classes sorted by the first evaluated model's accuracy."""
+    rows = {SHORT[name]: _metrics(name)["per_class_test_accuracy"] for name, _ in MODELS.values() if "per_class_test_accuracy" in _metrics(name)}
+    figure = cards.new_figure((12, 3.4))
+    axis = figure.subplots()
+    if not rows:
+        axis.text(0.5, 0.5, "no model evaluated yet", ha="center", transform=axis.transAxes)
+        return figure
+    first = next(iter(rows.values()))
+    order = sorted(FLOWER_NAMES, key=lambda flower: -(first.get(flower) or 0))
+    for label, accuracies in rows.items():
+        axis.plot(range(len(order)), [accuracies.get(flower) for flower in order], marker=".", linewidth=0.8, label=label)
+    axis.set_xticks(range(len(order)), order, rotation=90, fontsize=5)
+    axis.set_ylabel("test accuracy")
+    axis.set_title("Per-class test accuracy (classes sorted by the first model's)", fontsize=10)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return figure
+
+
 def table_2x2() -> str:
     def cell(name: str, architecture: str, init: str) -> str:
         ours = _metrics(name).get("test_top1")
@@ -308,7 +328,7 @@ def table_2x2() -> str:
 def _cards_content():
     summaries = "\n\n".join(cards.card_summary(name) if registry.available(name) else f"**`{name}`**: not trained yet: `{train_command(name)}`"
                             for name, _ in MODELS.values())
-    return accuracy_plot(), transfer_plot(), table_2x2() + "\n\n### The report's numbers beside ours\n" + metrics_table(HEADLINE), summaries
+    return accuracy_plot(), transfer_plot(), per_class_plot(), table_2x2() + "\n\n### The report's numbers beside ours\n" + metrics_table(HEADLINE), summaries
 
 
 def build() -> serving.OnOpen:
@@ -346,9 +366,10 @@ def build() -> serving.OnOpen:
     with gr.Accordion("Accuracy vs ε, the transfer matrix, the 2 × 2 table beside the report's, and how the models were trained", open=False):
         curves = gr.Plot(label="accuracy vs ε")
         heat = gr.Plot(label="transfer matrix")
+        per_class = gr.Plot(label="per-class test accuracy")
         tables = gr.Markdown()
         summaries = gr.Markdown()
-    return serving.OnOpen(_cards_content, [curves, heat, tables, summaries])
+    return serving.OnOpen(_cards_content, [curves, heat, per_class, tables, summaries])
 
 
 if __name__ == "__main__":

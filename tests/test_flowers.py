@@ -155,7 +155,8 @@ def test_tab_attacks_transfers_and_names_untrained_models(tiny_checkpoints, tmp_
     assert "not trained yet" in demo.table_2x2() and "50.0 %" in demo.table_2x2()
     names, matrix = demo.transfer_matrix()
     assert matrix.shape == (4, 4) and matrix[2, 2] == 0.0 and np.isnan(matrix[0, 0])
-    demo.accuracy_plot(), demo.transfer_plot()
+    demo.accuracy_plot(), demo.transfer_plot(), demo.per_class_plot()
+    assert len(demo._cards_content()) == 5
 
 
 @pytest.mark.parametrize("model", ["cnn-pretrained", "vit-cifar10"])
