@@ -18,7 +18,7 @@ SYSTEMS = {
     "captioning": ("Persian captions", "attacks-captioning", "Show-Attend-Tell with hazm tokenisation and attention maps"),
     "endovae": ("Endoscopy VAE", "pixelda-endovae", "EndoVAE on Kvasir-SEG polyps"),
     "vae": ("VAE latent explorer (MNIST)", "vae-diffusion", "VAE on MNIST: the 2-D latent plane (click to decode), manifold, interpolation, drawn digits, AE vs VAE vs β"),
-    "diffusion": ("Class-conditional diffusion", "vae-diffusion", "DDPM sampling on MNIST / CIFAR-10"),
+    "diffusion": ("Class-conditional diffusion", "vae-diffusion", "DDPM with classifier-free guidance on CIFAR-10, and the report's one-step denoiser"),
     "flowers": ("Flowers-102 transfer", "attacks-captioning", "pretrained vs from-scratch models and transfer attacks"),
 }
 
@@ -60,6 +60,10 @@ HEADLINES = {
         Metric("test top-1, ImageNet-pretrained CNN", "flowers-cnn-pretrained", "test_top1", report="83.18 % (ViT-B/16 fine-tuned)"),
         Metric("ViT from scratch", "flowers-vit-scratch", "test_top1", report=0.2587),
         Metric("ViT pretrained by us on CIFAR-10", "flowers-vit-cifar10", "test_top1", report="83.18 % (ImageNet)"),
+    ],
+    "diffusion": [
+        Metric("class consistency at guidance 3 (target 50 %)", "diffusion-ddpm", "class_consistency_g3_50steps", report="nothing generated"),
+        Metric("report denoiser PSNR at σ 0.05 (identity 32 dB)", "diffusion-report", "psnr_t5", report="not measured", percent=False),
     ],
 }
 
