@@ -1,6 +1,6 @@
 """Measure the diffusion checkpoints on the CIFAR-10 test split and write the results into their cards.
 
-    python -m evaluation.diffusion [--samples 100] [--real 1000] [--what all|report|ddpm]
+    python -m evaluation.diffusion [--samples 100] [--sweep-samples 50] [--real 1000] [--what all|report|ddpm]
 
 `diffusion-report` (the report's denoiser, spec §6.2), on all 10,000 test images:
 - MSE and PSNR of its output and of the identity baseline (the noisy input itself) at the report's t ∈ {0, 2, 5,
@@ -10,9 +10,9 @@
 `diffusion-ddpm` (the class-conditional DDPM, EMA weights, bf16 where the CPU runs it natively):
 - class consistency: the share of generated samples that the attacks lab's standard ResNet-20 (`attacks-resnet20-
   standard`, 85 % on the clean test set) assigns to the requested class, and its mean softmax confidence for that
-  class, at guidance scales 0 / 1 / 3 / 5 with 50 DDIM steps (η = 0), and at guidance 3 with 10 / 25 / 50 / 100
-  steps; `--samples` per setting (class-balanced labels; the same initial noise for every setting), plus the
-  judge's own accuracy on the same number of real test images;
+  class, at guidance scales 0 / 1 / 3 / 5 with 50 DDIM steps (η = 0), `--samples` per setting, and at guidance 3
+  with 10 / 25 / 100 steps, `--sweep-samples` per setting (class-balanced labels; the same initial noise for every
+  setting), plus the judge's own accuracy on `--samples` real test images;
 - KID (the CycleGAN evaluation's: unbiased polynomial MMD², 100 subsets, on pooled ImageNet EfficientNet-Lite0
   features at 224 px) between each guidance scale's samples and `--real` real test images;
 - the one-step x̂0 chart: PSNR of the prediction from a single noisy image at matched noise levels, for the
@@ -43,7 +43,7 @@ COMMAND = "python -m evaluation.diffusion"
 REPORT, DDPM, JUDGE = "diffusion-report", "diffusion-ddpm", "attacks-resnet20-standard"
 REPORT_STEPS = (0, 2, 5, 10)  # the report's t (σ = 0.01·t)
 GUIDANCE_SCALES = (0.0, 1.0, 3.0, 5.0)
-SAMPLING_STEPS = (10, 25, 50, 100)
+SAMPLING_STEPS = (10, 25, 50, 100)  # 50 is the guidance sweep's; the others run on --sweep-samples
 CHART_STEPS = (4, 8, 15, 26, 40, 57, 100, 150, 200, 300, 400, 500, 700)  # DDPM steps of the one-step chart
 FIXED_BATCH = {"samples": 20, "seed": 0, "guidance": 3.0, "steps": 10}
 
@@ -144,7 +144,8 @@ def one_step_chart(ddpm: ClassConditionalDDPM | None, report: ReportDenoiser | N
     return chart
 
 
-def ddpm_metrics(model: ClassConditionalDDPM, judge_model, test_images: torch.Tensor, test_labels: torch.Tensor, *, samples: int, real: int, log) -> dict:
+def ddpm_metrics(model: ClassConditionalDDPM, judge_model, test_images: torch.Tensor, test_labels: torch.Tensor, *, samples: int, sweep_samples: int,
+                 real: int, log) -> dict:
     from models.imagenet import imagenet_classifier
 
     labels = balanced_labels(samples)
@@ -171,14 +172,16 @@ def ddpm_metrics(model: ClassConditionalDDPM, judge_model, test_images: torch.Te
     metrics.update(class_consistency_vs_guidance=consistency, judge_confidence_vs_guidance=confidences, kid_vs_guidance=kid,
                    kid_std_vs_guidance=kid_std, class_consistency_per_class_vs_guidance=by_class)
     by_steps = {"50": consistency["3"]}
+    sweep_labels = balanced_labels(sweep_samples)
     for steps in SAMPLING_STEPS:
         if steps == 50:
             continue
         start = time.monotonic()
-        generated = generate(model, labels, guidance=3.0, steps=steps, seed=0)
-        by_steps[str(steps)] = round((judge(judge_model, generated, labels)[0] == labels).float().mean().item(), 4)
+        generated = generate(model, sweep_labels, guidance=3.0, steps=steps, seed=0)
+        by_steps[str(steps)] = round((judge(judge_model, generated, sweep_labels)[0] == sweep_labels).float().mean().item(), 4)
         log(f"guidance 3, {steps} steps: consistency {by_steps[str(steps)]} ({time.monotonic() - start:.0f} s)")
     metrics["class_consistency_vs_steps_at_guidance_3"] = {key: by_steps[key] for key in sorted(by_steps, key=int)}
+    metrics["steps_sweep_samples"] = {"50": samples, **{str(steps): sweep_samples for steps in SAMPLING_STEPS if steps != 50}}
     metrics["class_consistency_g3_50steps"] = consistency["3"]
     metrics["kid_g3_50steps"] = kid["3"]
     metrics["fixed_batch"] = {**FIXED_BATCH, "class_consistency": round(fixed_batch_consistency(model, judge_model), 4)}
@@ -189,6 +192,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--what", choices=["all", "report", "ddpm"], default="all")
     parser.add_argument("--samples", type=int, default=100, help="generated samples per setting (a multiple of 10)")
+    parser.add_argument("--sweep-samples", type=int, default=50, help="samples per setting of the steps sweep (10, 25, 100 steps; a multiple of 10)")
     parser.add_argument("--real", type=int, default=1000, help="real test images for KID (a multiple of 10)")
     parser.add_argument("--chart-images", type=int, default=500)
     parser.add_argument("--data-root", default=None)
@@ -201,7 +205,7 @@ def main(argv=None) -> None:
     images, labels = load_split("test", args.data_root)
     report = registry.load(REPORT, root=args.checkpoint_root) if registry.available(REPORT, args.checkpoint_root) else None
     ddpm = registry.load(DDPM, root=args.checkpoint_root) if registry.available(DDPM, args.checkpoint_root) and args.what != "report" else None
-    command = f"{COMMAND} --samples {args.samples} --real {args.real} --chart-images {args.chart_images}"
+    command = f"{COMMAND} --samples {args.samples} --sweep-samples {args.sweep_samples} --real {args.real} --chart-images {args.chart_images}"
     if report is not None and args.what in ("all", "report"):
         metrics = report_metrics(report, images, labels)
         log(f"{REPORT}: " + json.dumps({k: metrics[k] for k in ("mse_t5", "identity_mse_t5", "psnr_t5", "identity_psnr_t5")}) + " wrong label: " + json.dumps(metrics["wrong_label_t5"]["permuted"]))
@@ -212,7 +216,7 @@ def main(argv=None) -> None:
     log("one-step chart: " + json.dumps(chart))
     if ddpm is not None:
         judge_model = registry.load(JUDGE)  # the attacks lab's, always from the default root
-        metrics = ddpm_metrics(ddpm, judge_model, images, labels, samples=args.samples, real=args.real, log=log)
+        metrics = ddpm_metrics(ddpm, judge_model, images, labels, samples=args.samples, sweep_samples=args.sweep_samples, real=args.real, log=log)
         metrics["one_step_chart"] = chart
         metrics["evaluation_minutes_one_thread"] = round((time.monotonic() - begin) / 60, 1)
         log(f"{DDPM}: " + json.dumps(metrics))

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from models.diffusion import NULL_CLASS, ClassConditionalDDPM, DDPMConfig, ReportDenoiser, ReportDenoiserConfig, add_noise, to_signed
 from nndl_data.diffusion import balanced_subset, generated, load_split
-from training.common import BaseTrainConfig, batch_indices, parse_config
+from training.common import BaseTrainConfig, batch_indices, initialise_from, parse_config
 from training.loop import Run
 
 SLUG = "diffusion"
@@ -152,7 +152,10 @@ def train_ddpm(cfg: TrainConfig, run: Run, data: dict) -> Path:
     ema = EMA(model, cfg.ema_decay)
     trained = run.wrap(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
-    run.resume(model=model, ema=ema, optimizer=optimizer)
+    start = run.resume(model=model, ema=ema, optimizer=optimizer)
+    parent = initialise_from(cfg, model, start, run.run_dir, run.device)  # --init-from diffusion-ddpm: continue from committed (EMA) weights
+    if parent is not None and start == 0:
+        ema.module.load_state_dict(model.state_dict())
     print(f"DDPM: {sum(p.numel() for p in model.parameters()):,} parameters, {len(images):,} training images", flush=True)
 
     def step(index: int) -> dict:
@@ -191,7 +194,7 @@ def train_ddpm(cfg: TrainConfig, run: Run, data: dict) -> Path:
     data_card = {"dataset": "CIFAR-10 (../shared/data/cifar10: 1,500 training images per class)", "train_images": len(images),
                  "validation": f"{len(valid_images)} test images (class-balanced, seed 1)", "generated_dry_run_data": cfg.dry_run}
     return run.save_checkpoint(ema.module, checkpoint_name(cfg), data=data_card, half=True, finished=run.finished(cfg.steps),
-                               weights="EMA", ema_updates=int(ema.updates), parameters=sum(p.numel() for p in model.parameters()))
+                               weights="EMA", ema_updates=int(ema.updates), initialised_from=parent, parameters=sum(p.numel() for p in model.parameters()))
 
 
 @torch.no_grad()
