@@ -114,14 +114,15 @@ def generation_frames(model: ClassConditionalDDPM, judge, class_index: int, guid
 
 
 def noise_schedule_text(mode: str, report_t: int, ddpm_t: int, schedule: str) -> str:
+    shown = "linear" if schedule == "linear" else "cosine"
     if mode == "report":
         sigma = report_sigma(report_t)
         abar = alphas_cumprod(schedule)
         equivalent = report_equivalent_step(sigma, abar) if sigma > 0 else 0
         return (f"The report's t = {report_t}: titled **'Noise Level {report_t / 10:g}'**, the true σ is **{sigma:.2f}** (≈ {sigma * 127.5:.1f} grey levels of 255), "
-                f"clipped to [−1, 1], the signal not scaled down. Equivalent DDPM step ({schedule}): ≈ **{equivalent}** of 1000.")
+                f"clipped to [−1, 1], the signal not scaled down. Equivalent DDPM step ({shown} schedule): ≈ **{equivalent}** of 1000.")
     abar = float(alphas_cumprod(schedule)[ddpm_t])
-    return (f"DDPM step t = {ddpm_t} ({schedule}): x_t = √ᾱ·x0 + √(1 − ᾱ)·ε with **ᾱ_t = {abar:.4g}**, √ᾱ = {abar ** 0.5:.3f}, "
+    return (f"DDPM step t = {ddpm_t} ({shown} schedule): x_t = √ᾱ·x0 + √(1 − ᾱ)·ε with **ᾱ_t = {abar:.4g}**, √ᾱ = {abar ** 0.5:.3f}, "
             f"**SNR = {abar / (1 - abar):.3g}** ({10 * np.log10(abar / (1 - abar)):.1f} dB); no clipping. The report's largest σ = 0.1 is step ≈ "
             f"{report_equivalent_step(0.1, alphas_cumprod(schedule))}.")
 

@@ -21,7 +21,9 @@ x_t of a diffusion is not an image, so the usual [0, 1]-in convention does not f
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -33,6 +35,22 @@ from models.registry import register
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NULL_CLASS = 10  # the unconditional token of classifier-free guidance
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+@functools.cache
+def _diffusers():
+    """(UNet2DModel, DDPMScheduler, DDIMScheduler), imported on first use (the app starts faster without them) and
+    under a lock: `diffusers`' lazy top-level module fails ("cannot import name") when request threads import
+    through it at the same time, so the classes come from their own modules, one thread at a time."""
+    with _IMPORT_LOCK:
+        from diffusers.models.unets.unet_2d import UNet2DModel
+        from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+        from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+
+        return UNet2DModel, DDPMScheduler, DDIMScheduler
 
 
 def to_signed(images: torch.Tensor) -> torch.Tensor:
@@ -116,9 +134,13 @@ def scheduler_config(config: DDPMConfig) -> dict:
 
 
 def alphas_cumprod(schedule: str = "squaredcos_cap_v2", train_timesteps: int = 1000) -> torch.Tensor:
-    """ᾱ_t for t = 0 … T−1, from diffusers' DDPMScheduler (float64 → float32 there)."""
-    from diffusers import DDPMScheduler
+    """ᾱ_t for t = 0 … T−1, from diffusers' DDPMScheduler (float64 → float32 there); a fresh copy each call."""
+    return _alphas_cumprod(schedule, train_timesteps).clone()
 
+
+@functools.lru_cache(maxsize=8)
+def _alphas_cumprod(schedule: str, train_timesteps: int) -> torch.Tensor:
+    DDPMScheduler = _diffusers()[1]
     return DDPMScheduler(num_train_timesteps=train_timesteps, beta_schedule=schedule, beta_start=1e-4, beta_end=0.02).alphas_cumprod.clone()
 
 
@@ -128,8 +150,7 @@ class ClassConditionalDDPM(nn.Module):
 
     def __init__(self, config: DDPMConfig):
         super().__init__()
-        from diffusers import UNet2DModel
-
+        UNet2DModel = _diffusers()[0]
         if not (len(config.channels) == len(config.attention)):
             raise ValueError("channels and attention need one entry per U-Net level")
         self.config = config
@@ -175,8 +196,7 @@ class ClassConditionalDDPM(nn.Module):
 
 def ddim_scheduler(config: DDPMConfig, steps: int):
     """A fresh DDIM scheduler (they are stateful: one per sampling call, never shared between requests)."""
-    from diffusers import DDIMScheduler
-
+    DDIMScheduler = _diffusers()[2]
     scheduler = DDIMScheduler(**scheduler_config(config), clip_sample=True, set_alpha_to_one=False, timestep_spacing="trailing")
     scheduler.set_timesteps(steps)
     return scheduler
