@@ -56,6 +56,11 @@ HEADLINES = {
         Metric("better variant", "endovae-better", "test.psnr.mean", percent=False),
         Metric("polyp pixel AUROC", "endovae-normal", "test.pixel_auroc", report="not measured", percent=False),
     ],
+    "vae": [
+        Metric("MNIST test ELBO (Bernoulli, nats), report's VAE", "vae-report", "test.bernoulli_elbo", report="no number stated", percent=False),
+        Metric("BCE VAE", "vae-bce", "test.bernoulli_elbo", percent=False),
+        Metric("its SSIM (z = μ)", "vae-bce", "test.ssim", report="qualitative only", percent=False),
+    ],
     "flowers": [
         Metric("test top-1, ImageNet-pretrained CNN", "flowers-cnn-pretrained", "test_top1", report="83.18 % (ViT-B/16 fine-tuned)"),
         Metric("ViT from scratch", "flowers-vit-scratch", "test_top1", report=0.2587),
