@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.load import Endpoint, _arguments
+from benchmarks.load import Endpoint, _arguments, rss_mb
 from benchmarks.startup import start_app, stop_app
 
 
@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
                 results["tabs"][slug] = seconds
                 print(f"{slug:12s} {example.endpoint.api_name:14s} " + " / ".join(f"{s:.2f} s" for s in seconds)
                       + f"  (first, then warm; load average {os.getloadavg()[0]:.1f})")
+            results["rss_mb"] = rss_mb(process.pid)
+            print(f"app resident memory after every tab's first example: {results['rss_mb']:.0f} MB")
         finally:
             timing = stop_app(process)
         print(f"app timing: {timing}")
