@@ -33,7 +33,7 @@ from models.attacks import set_range_check
 from models.flowers import NUM_CLASSES, FlowersViT, FlowersViTConfig, pretrained_cnn, scratch_cnn
 from nndl_data.attacks import fake_cifar, load_cifar
 from nndl_data.flowers import load_flowers, write_layout
-from training.common import BaseTrainConfig, BestWeights, batch_indices, parse_config
+from training.common import BaseTrainConfig, BestWeights, batch_indices, initialise_from, parse_config
 from training.loop import Run
 
 SLUG = "flowers"
@@ -48,6 +48,7 @@ class TrainConfig(BaseTrainConfig):
     batch_size: int = 32
     learning_rate: float = 1e-3  # the head's (and a from-scratch network's) peak learning rate
     backbone_lr_scale: float = 1.0  # pretrained layers train at learning_rate × this in phase 3
+    freeze_batchnorm: bool = False  # phase 3: BatchNorm layers keep their running statistics (eval mode); their affine weights still train
     weight_decay: float = 0.05
     warmup_steps: int = 30
     label_smoothing: float = 0.1
@@ -258,6 +259,9 @@ def main(cfg: TrainConfig) -> Path | None:
         stateful.update(cifar_head=cifar_head, pretrain_optimizer=pretrain_optimizer)
     model.train()
     start = run.resume(**stateful)
+    parent = initialise_from(cfg, model, start, run.run_dir)  # --init-from: continue from a checkpoint's weights
+    if parent is not None and start == 0:  # the parent's weights compete for the best, so a worse continuation never replaces them
+        best.offer(accuracy(model, validation.images, validation.labels), model, 0)
     head_end = cfg.pretrain_steps + cfg.head_steps
     total = head_end + cfg.steps
 
@@ -293,6 +297,10 @@ def main(cfg: TrainConfig) -> Path | None:
             opt = head_optimizer
         else:
             local = step - head_end
+            if cfg.freeze_batchnorm:
+                for module in model.modules():
+                    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                        module.eval()
             for group, scale in zip(optimizer.param_groups, scales):
                 group["lr"] = scale * warmup_cosine(local, cfg.steps, cfg.warmup_steps, cfg.learning_rate)
             index = batch_indices(len(train.labels), cfg.batch_size, local, cfg.seed)
@@ -344,7 +352,7 @@ def main(cfg: TrainConfig) -> Path | None:
     phases = {"pretrain_steps_done": min(steps_done, cfg.pretrain_steps), "head_steps_done": max(0, min(steps_done, head_end) - cfg.pretrain_steps),
               "finetune_steps_done": max(0, steps_done - head_end)}
     return run.save_checkpoint(model, name, data=data, half=True, model=cfg.model, phases=phases, finished=run.finished(total),
-                               validation_accuracy=round(best.score, 4), best_step=best.step)
+                               validation_accuracy=round(best.score, 4), best_step=best.step, initialised_from=parent)
 
 
 if __name__ == "__main__":
