@@ -233,6 +233,9 @@ def main(cfg: TrainConfig) -> Path | None:
     run = Run(cfg, f"{SLUG}/{name}")
     train, validation = _flowers(cfg, run)
     model = build_model(cfg)
+    # again after building: the ImageNet network is built (drawing random initial weights) once per process, so without
+    # this a second run in the same process (the tests) would draw its dropout masks from another point of the stream
+    torch.manual_seed(cfg.seed)
     is_pretrained_cnn = cfg.model == "cnn-pretrained"
     classifier = model.network.classifier if is_pretrained_cnn else None
     backbone = [p for n, p in model.named_parameters() if not (is_pretrained_cnn and n.startswith("network.classifier."))]
