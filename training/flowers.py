@@ -86,7 +86,7 @@ PRESETS = {
                                warmup_steps=30, eval_every=100, save_every=50),
     "vit-scratch": TrainConfig(model="vit-scratch", steps=500, batch_size=64, learning_rate=1e-3, weight_decay=0.05,
                                warmup_steps=40, eval_every=100, save_every=50),
-    "vit-cifar10": TrainConfig(model="vit-cifar10", pretrain_steps=1200, steps=300, batch_size=64, learning_rate=5e-4,
+    "vit-cifar10": TrainConfig(model="vit-cifar10", pretrain_steps=800, steps=250, batch_size=64, learning_rate=5e-4,
                                weight_decay=0.05, warmup_steps=30, eval_every=100, save_every=50),
     # GPU, the report's settings (spec §1.5): ViT-B/16 at 224 px, batch 64, lr 5e-5, weight decay 0.01, warm-up; 10
     # epochs from scratch (16 steps an epoch on 1,020 images). No ImageNet ViT weights exist offline, so its fine-tuned
