@@ -27,12 +27,16 @@ def test_endpoints_generate_and_denoise(app_url):
     assert report_text == demo._report(path, "airplane", 5, 0)[2]  # the endpoint runs exactly the tab's function
 
 
-def test_endpoint_refuses_bad_settings(app_url):
-    from gradio_client import Client
+def test_endpoints_refuse_bad_settings_and_a_corrupt_upload(app_url, tmp_path):
+    from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    with pytest.raises(Exception, match="Batch size"):
+    with pytest.raises(Exception, match="maximum|Batch size"):  # Gradio's slider check, or ours behind it
         client.predict("cat", 3.0, 5, 0, 40, api_name="/diffusion")
+    corrupt = tmp_path / "image.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    with pytest.raises(Exception, match="corrupt|not an image"):
+        client.predict(handle_file(str(corrupt)), "cat", 5, 0, api_name="/diffusion_report")
 
 
 @pytest.mark.browser
