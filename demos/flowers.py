@@ -338,9 +338,9 @@ def build() -> serving.OnOpen:
     with gr.Row():
         with gr.Column(scale=1):
             model = gr.Dropdown(list(MODELS), value=next(iter(MODELS)), label="model")
-            image = image_upload(label="flower", sources=["upload", "clipboard"], height=200)
+            image = image_upload(label="flower", sources=["upload", "clipboard"], height=200, elem_id="flowers-upload")
             gallery = gr.Gallery([(str(path), FLOWER_NAMES[label]) for path, label in pictures], label="official test images (click one)",
-                                 columns=6, height=260, allow_preview=False, show_label=True)
+                                 columns=6, height=260, allow_preview=False, show_label=True, elem_id="flowers-gallery")
         with gr.Column(scale=1):
             attack_name = gr.Dropdown(list(ATTACKS), value="PGD (L∞)", label="attack")
             epsilon = gr.Slider(0, 32, value=4, step=0.5, label="ε (L∞, /255)")

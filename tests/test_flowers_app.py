@@ -42,8 +42,9 @@ def test_endpoint_refuses_a_corrupt_upload(app_url, tmp_path):
 def test_tab_classifies_an_example_in_the_browser(browser_page):
     page = browser_page
     open_tab(page, demo.TITLE)
-    page.locator(".thumbnail-item").first.click()  # the gallery: the first class's test image
+    page.locator("#flowers-gallery .thumbnail-item").first.click()  # the gallery: the first class's test image
+    page.locator("#flowers-upload img").first.wait_for(timeout=30_000)  # the picked flower is in the input
     page.get_by_role("button", name="Classify and attack").click()
     page.wait_for_function("() => document.body.innerText.includes('true class:')", timeout=60_000)
     page.get_by_text("Accuracy vs ε", exact=False).first.click()
-    page.wait_for_function("() => document.body.innerText.includes('test top-1 | pretrained')", timeout=60_000)
+    page.wait_for_function("() => document.body.innerText.includes(\"numbers beside ours\")", timeout=60_000)
