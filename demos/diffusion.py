@@ -62,13 +62,21 @@ def _load(name: str):
 
 # ------------------------------------------------------------------------------------------------ examples
 @serving.load_once
-def example_images() -> tuple[list[Path], torch.Tensor, torch.Tensor]:
-    """(PNG paths, uint8 images (10, 3, 32, 32), labels): the first test image of each class, from the data root or
-    the attacks lab's shipped copies."""
+def example_source() -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(uint8 images (10, 3, 32, 32), labels, shipped): the first test image of each class, from the data root or,
+    without one (a Space), the attacks lab's shipped copies (shipped True)."""
     try:
         images, labels, _ = load_cifar("cifar10", "test", limit_per_class=1)
+        return images, labels, False
     except DatasetMissing:
         images, labels, _ = load_cifar("cifar10", "test", SHIPPED, limit_per_class=1)
+        return images, labels, True
+
+
+@serving.load_once
+def example_images() -> tuple[list[Path], torch.Tensor, torch.Tensor]:
+    """(PNG paths, uint8 images (10, 3, 32, 32), labels) of `example_source()`."""
+    images, labels, _ = example_source()
     paths = examples.write_pngs("diffusion", {f"cifar10-{CIFAR10_CLASSES[int(label)]}": image.permute(1, 2, 0).numpy() for image, label in zip(images, labels)})
     return paths, images, labels
 
@@ -329,6 +337,8 @@ def build() -> serving.OnOpen:
                 "CIFAR-10 images from noise, judged by an independent classifier, beside the report's denoiser and its wrong-label control.\n\n"
                 + ABOUT.markdown())
     example_images()  # register the example files before launch (allowed_paths)
+    if example_source()[2]:
+        gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
     with gr.Tab("Generate"):
         with gr.Row():
             class_name = gr.Dropdown(list(CIFAR10_CLASSES), value="cat", label="Class (cat and airplane were the report's)")

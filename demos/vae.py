@@ -603,7 +603,7 @@ def api_examples() -> dict[str, list[tuple]]:
     return {
         "/vae_decode": [(label, 0.0, 0.0), (label, 1.0, -0.5), (label, -1.5, 1.2)],
         "/vae_sample": [(label, 16, 1.0, seed) for seed in range(3)],
-        "/vae_manifold": [(label, 10, span, "linear") for span in (1.0, 2.0, 3.0)],
+        "/vae_manifold": [(label, 10, span, "evenly spaced") for span in (1.0, 2.0, 3.0)],
     }
 
 

@@ -140,8 +140,16 @@ def _check_endovae(outputs, request):
     assert all(panels) and _number(r"PSNR ([\d.]+) dB", text) > 15 and _number(r"SSIM ([\d.]+)", text) > 0.3
 
 
+def _check_vae(outputs, request):
+    plane, digit, text = outputs
+    assert request.endpoint.api_name == "/vae_decode" and "z = (0.00, 0.00)" in text
+    ink = (_rgb(digit).mean(-1) > 0.5).mean()
+    assert 0.03 < ink < 0.5, f"the origin decoded to {ink:.0%} ink: not a digit stroke"
+    assert re.search(r"nearest test μ: a \*\*\d\*\*", text), text  # the shipped test latents were found
+
+
 CHECKS = {"pixelda": _check_pixelda, "cyclegan": _check_cyclegan, "attacks": _check_attacks, "trivae": _check_trivae,
-          "maf": _check_maf, "captioning": _check_captioning, "endovae": _check_endovae}
+          "maf": _check_maf, "captioning": _check_captioning, "endovae": _check_endovae, "vae": _check_vae}
 
 
 # ---------------------------------------------------------------------------------------- the tabs in a browser
