@@ -52,10 +52,18 @@ def endpoints() -> list[Endpoint]:
     return found
 
 
+def _is_file(value) -> bool:
+    """A string that names an existing file (a long text answer is not a path: `is_file` would raise ENAMETOOLONG)."""
+    try:
+        return isinstance(value, str) and Path(value).is_file()
+    except OSError:
+        return False
+
+
 def fingerprint(value):
     """An answer reduced to what must be identical between two runs of the same request: files by their bytes'
     sha256 (a cut-off download differs), labels, tables and text as they are, except measured times ("41 ms")."""
-    if isinstance(value, str) and Path(value).is_file():
+    if _is_file(value):
         return hashlib.sha256(Path(value).read_bytes()).hexdigest()
     if isinstance(value, str):
         return re.sub(r"\d+(\.\d+)? m?s\b", "<time>", value)
@@ -76,7 +84,7 @@ class Outcome:
 def _arguments(endpoint: Endpoint, index: int) -> list:
     from gradio_client import handle_file
 
-    return [handle_file(value) if isinstance(value, str) and Path(value).is_file() else value for value in endpoint.inputs[index]]
+    return [handle_file(value) if _is_file(value) else value for value in endpoint.inputs[index]]
 
 
 def rss_mb(pid: int) -> float:
