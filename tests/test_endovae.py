@@ -5,7 +5,6 @@ bad uploads and concurrent requests."""
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from models.endovae import (EndoVAE, EndoVAEConfig, anomaly_map, best_dice_thres
 from nndl_data import DatasetMissing
 from nndl_data import endovae as data
 from training import endovae as training
+from tests.concurrency import answers_together
 
 FLAT = EndoVAEConfig(image_size=32, width=4)
 SPATIAL = EndoVAEConfig(image_size=32, width=4, latent_channels=2, preprocess="crop", crop_fraction=0.75)
@@ -340,22 +340,11 @@ def test_bad_uploads_answer_with_messages(demo, tmp_path, frame):
 
 def test_identical_concurrent_requests_get_identical_answers(demo, frame):
     model = demo.load_model("endovae-better")
-    expected = demo.generate(model, 1.0, 7), demo.reconstruct(model, Image.open(frame[0])).reconstruction
-    answers, errors = [], []
-
     def request():
-        try:
-            answers.append((demo.generate(model, 1.0, 7), demo.reconstruct(model, Image.open(frame[0])).reconstruction))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        return demo.generate(model, 1.0, 7), demo.reconstruct(model, Image.open(frame[0])).reconstruction
 
-    threads = [threading.Thread(target=request) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(answers) == 4
-    for samples, reconstruction in answers:
+    expected = request()
+    for samples, reconstruction in answers_together(request):
         np.testing.assert_array_equal(samples, expected[0])
         np.testing.assert_array_equal(reconstruction, expected[1])
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from models import registry
 from models.vae import (GAUSSIAN_CONSTANT, VAE, VAEConfig, cross_entropy, kl_divergence, negative_log_likelihood, reconstruction_loss,
                         squared_error)
 from training import vae as training
+from tests.concurrency import answers_together
 
 TINY = VAEConfig(width=4, hidden_dim=16)
 TINY_AE = VAEConfig(width=4, hidden_dim=16, variational=False, likelihood="bernoulli")
@@ -313,21 +313,10 @@ def test_bad_inputs_answer_with_messages(demo, tmp_path):
 
 
 def test_identical_concurrent_requests_get_identical_answers(demo):
-    expected = demo._decode(LABEL, 0.7, -0.3), demo._sample(LABEL, 8, 1.0, 7)
-    answers, errors = [], []
-
     def request():
-        try:
-            answers.append((demo._decode(LABEL, 0.7, -0.3), demo._sample(LABEL, 8, 1.0, 7)))
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        return demo._decode(LABEL, 0.7, -0.3), demo._sample(LABEL, 8, 1.0, 7)
 
-    threads = [threading.Thread(target=request) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(answers) == 4
-    for decoded, sampled in answers:
+    expected = request()
+    for decoded, sampled in answers_together(request):
         for got, want in zip(decoded + sampled, expected[0] + expected[1]):
             assert got == want if isinstance(want, str) else np.array_equal(got, want)
