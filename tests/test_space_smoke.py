@@ -148,8 +148,26 @@ def _check_vae(outputs, request):
     assert re.search(r"nearest test μ: a \*\*\d\*\*", text), text  # the shipped test latents were found
 
 
+def _check_diffusion(outputs, request):
+    panels, steps, text = outputs
+    assert request.endpoint.api_name == "/diffusion_report" and "true class **airplane**" in text  # the shipped CIFAR-10 airplane
+    identity = _number(r"Identity: MSE [\d.]+, PSNR ([\d.]+) dB", text)
+    denoised = _number(r"Report's denoiser: MSE [\d.]+, PSNR ([\d.]+) dB", text)
+    assert 25 < denoised < identity  # at its own σ the report's denoiser is worse than returning its input (docs/diffusion.md)
+    assert _number(r"at most \*\*([\d.]+)\*\*", text) < 0.5  # the wrong label barely moves the output
+
+
+def _check_flowers(outputs, request):
+    original, perturbation, attacked, before, after, text, transfer, *cams = outputs
+    assert "true class: **" in text  # the shipped flower's label is known
+    assert _number(r"L∞ = ([\d.]+)/255", text) == 4.0  # FGSM moved every pixel by at most ε = 4/255, and some by that much
+    assert sum(row["confidence"] for row in before["confidences"]) <= 1.0001 and len(before["confidences"]) == 5
+    assert "(transfer)" in transfer and transfer.count("\n|") >= 4  # the same image on the three other models
+
+
 CHECKS = {"pixelda": _check_pixelda, "cyclegan": _check_cyclegan, "attacks": _check_attacks, "trivae": _check_trivae,
-          "maf": _check_maf, "captioning": _check_captioning, "endovae": _check_endovae, "vae": _check_vae}
+          "maf": _check_maf, "captioning": _check_captioning, "endovae": _check_endovae, "vae": _check_vae,
+          "diffusion": _check_diffusion, "flowers": _check_flowers}
 
 
 # ---------------------------------------------------------------------------------------- the tabs in a browser
