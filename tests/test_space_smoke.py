@@ -223,8 +223,28 @@ def _browse_endovae(page):
     assert _number(r"PSNR ([\d.]+) dB", page.inner_text("body")) > 15
 
 
+def _browse_vae(page):
+    _wait_text(page, "nearest test μ", 90_000)  # the origin, decoded when the tab opens, near a shipped test latent
+    assert re.search(r"nearest test μ: a \d", page.inner_text("body"))
+
+
+def _browse_diffusion(page):
+    _wait_text(page, "class consistency, guidance 3", 90_000)  # the metrics table, from the committed cards
+    page.get_by_role("button", name="Generate", exact=True).click()
+    _wait_text(page, "The judge (ResNet-20) calls", 120_000)  # samples streamed, then judged
+
+
+def _browse_flowers(page):
+    page.locator("#flowers-gallery .thumbnail-item").first.click()  # the first shipped flower
+    page.locator("#flowers-upload img").first.wait_for(timeout=30_000)
+    page.get_by_role("button", name="Classify and attack").click()
+    _wait_text(page, "true class:")
+    assert re.search(r"L∞ = [\d.]+/255", page.inner_text("body"))
+
+
 BROWSER = {"pixelda": _browse_pixelda, "cyclegan": _browse_cyclegan, "attacks": _browse_attacks, "trivae": _browse_trivae,
-           "maf": _browse_maf, "captioning": _browse_captioning, "endovae": _browse_endovae}
+           "maf": _browse_maf, "captioning": _browse_captioning, "endovae": _browse_endovae,
+           "vae": _browse_vae, "diffusion": _browse_diffusion, "flowers": _browse_flowers}
 
 
 # ---------------------------------------------------------------------------------------- the tests
