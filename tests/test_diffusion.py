@@ -13,6 +13,7 @@ from models.diffusion import (ClassConditionalDDPM, DDPMConfig, ReportDenoiser, 
                               cosine_alphas_cumprod_closed_form, ddim_frames, ddim_sample, report_equivalent_step, sdedit)
 from nndl_data.diffusion import balanced_subset
 from training import diffusion as training
+from tests.training_runs import dry_run
 
 TINY = DDPMConfig(channels=(8, 16), attention=(False, False), layers_per_block=1, norm_groups=4)
 
@@ -127,10 +128,7 @@ def test_balanced_subset_is_interleaved_seeded_and_distinct():
 
 
 def _train(tmp_path, run: str, preset: str = "cpu", **overrides):
-    cfg = training.PRESETS[preset]
-    cfg = training.TrainConfig(**{**cfg.__dict__, "dry_run": True, "run_dir": str(tmp_path / run),
-                                  "checkpoint_root": str(tmp_path / f"checkpoints-{run}"), **overrides})
-    return training.main(cfg)
+    return dry_run(training, tmp_path, run, preset, **overrides)
 
 
 @pytest.mark.parametrize("preset, name", [("cpu", "diffusion-ddpm"), ("report", "diffusion-report")])

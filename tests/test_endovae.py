@@ -20,6 +20,7 @@ from nndl_data import DatasetMissing
 from nndl_data import endovae as data
 from training import endovae as training
 from tests.concurrency import answers_together
+from tests.training_runs import dry_run
 
 FLAT = EndoVAEConfig(image_size=32, width=4)
 SPATIAL = EndoVAEConfig(image_size=32, width=4, latent_channels=2, preprocess="crop", crop_fraction=0.75)
@@ -166,10 +167,7 @@ def test_a_spatial_model_reads_frames_larger_than_its_patches():
 
 
 def _train(tmp_path, run: str, preset: str = "normal", **overrides):
-    cfg = training.PRESETS[preset]
-    cfg = training.TrainConfig(**{**cfg.__dict__, "dry_run": True, "run_dir": str(tmp_path / run),
-                                  "checkpoint_root": str(tmp_path / f"checkpoints-{run}"), **overrides})
-    return training.main(cfg)
+    return dry_run(training, tmp_path, run, preset, **overrides)
 
 
 def test_dry_run_then_resume_after_interruption_gives_the_same_weights(tmp_path):

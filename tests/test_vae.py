@@ -19,6 +19,7 @@ from models.vae import (GAUSSIAN_CONSTANT, VAE, VAEConfig, cross_entropy, kl_div
                         squared_error)
 from training import vae as training
 from tests.concurrency import answers_together
+from tests.training_runs import dry_run
 
 TINY = VAEConfig(width=4, hidden_dim=16)
 TINY_AE = VAEConfig(width=4, hidden_dim=16, variational=False, likelihood="bernoulli")
@@ -99,11 +100,8 @@ def test_reconstruction_is_deterministic_training_samples_and_gradients_reach_ev
 # ---- training and evaluation ----
 
 
-def _train(tmp_path, run: str, preset: str = "report", **overrides) -> Path:
-    cfg = training.PRESETS[preset]
-    cfg = training.TrainConfig(**{**cfg.__dict__, "dry_run": True, "run_dir": str(tmp_path / run),
-                                  "checkpoint_root": str(tmp_path / f"checkpoints-{run}"), **overrides})
-    return training.main(cfg)
+def _train(tmp_path, run: str, preset: str = "report", **overrides):
+    return dry_run(training, tmp_path, run, preset, **overrides)
 
 
 def test_dry_run_then_resume_after_interruption_gives_the_same_weights(tmp_path):
