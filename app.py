@@ -19,7 +19,7 @@ import threading
 
 import gradio as gr
 
-from demos import examples, overview, serving
+from demos import overview, serving
 from models import registry
 
 
@@ -80,7 +80,6 @@ if __name__ == "__main__":
     _log("tabs built")
     serving.launch(  # one intra-op thread per request, per-tab queues, upload limit, cache clean-up: demos/serving.py
         app,
-        allowed_paths=examples.allowed_paths(),  # exactly the example files the tabs show
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),  # as a Space or a container sets it
         prevent_thread_lock=True,

@@ -2,8 +2,9 @@
 
 Datasets stored as files (CycleGAN photos, MNIST-M, the LGG and BraTS slices) are shown in place. Datasets stored as
 arrays in their official release (MNIST's IDX files, CIFAR's pickles) are written as PNGs to the user cache at start.
-Every file a tab shows is registered here (`shown`, and `write_pngs` itself), and the app lets Gradio serve exactly
-those files (`allowed_paths`), nothing else under the data root.
+Every file a tab shows is registered here (`shown`, and `write_pngs` itself), and the app serves exactly those files
+(`allowed_paths`), nothing else under the data root: Gradio is given the few folders they lie in (`served_folders`) and
+the app's middleware refuses every other file in them (`may_serve`, demos/serving.py).
 
 A Hugging Face Space is built from the repository alone, without a data root: each tab then falls back to a few
 test-split files shipped in `assets(slug)` (about 1 MB per tab at most, in the dataset's own layout where it has one,
@@ -13,6 +14,8 @@ docs/space.md. A tab with neither says where the data goes (`NO_DATA_NOTE`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nndl_data import user_cache_dir
+from nndl_data import DatasetMissing, data_root, user_cache_dir
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SHIPPED_NOTE = ("Only the few test examples shipped with the app (no data root here, as on a Space); with the dataset under "
@@ -43,9 +46,36 @@ def shown(paths):
 
 
 def allowed_paths() -> list[str]:
-    """The example files the tabs built so far show, for `launch(allowed_paths=...)`: call it after building."""
+    """The example files the tabs built so far show: the only files of `served_folders()` the app serves."""
     with _LOCK:
         return sorted(_SHOWN)
+
+
+def _example_roots() -> list[Path]:
+    roots = [ASSETS, user_cache_dir("examples")]
+    with contextlib.suppress(DatasetMissing):
+        roots.append(data_root())
+    return [root.resolve() for root in roots]
+
+
+def served_folders() -> list[str]:
+    """What `launch(allowed_paths=...)` gets: the roots the shown files lie in (shipped assets, the PNG cache, the data
+    root), not the files. Gradio checks a path against each entry with two `realpath` calls, on its event loop, for
+    every output file and every download: with the ~250 example files themselves that was ~0.2 s of CPU per request
+    of the VAE tab, most of what a request cost. `may_serve` keeps the rest of these folders private."""
+    roots = _example_roots()
+    return sorted({str(next((root for root in roots if Path(path).is_relative_to(root)), path)) for path in allowed_paths()})
+
+
+def may_serve(requested: str, folders: list[str]) -> bool:
+    """Whether the app may send the file a request names (`/file=<path>`, relative to the working directory as Gradio
+    reads it): not if it lies in one of `folders` (`served_folders()` at launch) without being a shown example;
+    anything else Gradio decides."""
+    path = Path(os.path.abspath(requested)).resolve()
+    with _LOCK:
+        if str(path) in _SHOWN:
+            return True
+    return not any(path.is_relative_to(folder) for folder in folders)
 
 
 def write_pngs(slug: str, images: dict[str, np.ndarray]) -> list[Path]:

@@ -40,6 +40,10 @@ def test_only_the_example_files_are_served(app_url):
     assert _status(app_url, example) == 200  # a file a tab shows
     neighbour = next(path for path in sorted(Path(example).parent.glob("*.png")) if str(path) not in {p for pair in slices for p in pair})
     assert _status(app_url, neighbour) in (403, 404)  # another slice of the same patient
+    assert _status(app_url, f"{Path(example).parent}/../{Path(example).parent.name}/{neighbour.name}") in (403, 404)  # the same, by a detour
+    with pytest.raises(urllib.error.HTTPError) as refused:  # Gradio's older route to the same files
+        urllib.request.urlopen(f"{app_url}gradio_api/file/{urllib.parse.quote(str(neighbour))}", timeout=30)
+    assert refused.value.code in (403, 404)
     readme = root / "README.md"
     if readme.exists():
         assert _status(app_url, readme) in (403, 404)

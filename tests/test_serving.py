@@ -34,7 +34,7 @@ def test_gradio_output_cache_is_written_atomically(tmp_path):
     def writer():
         while time.monotonic() < stop:
             assert processing_utils.save_pil_to_cache(image, str(tmp_path)) == path
-            processing_utils.save_bytes_to_cache(Path(path).read_bytes(), "image.webp", str(tmp_path))
+            processing_utils.save_bytes_to_cache(Path(path).read_bytes(), Path(path).name, str(tmp_path))
 
     def reader():
         while time.monotonic() < stop:
@@ -47,7 +47,7 @@ def test_gradio_output_cache_is_written_atomically(tmp_path):
     [thread.start() for thread in threads]
     [thread.join() for thread in threads]
     assert reads[0] > 100 and not short, f"{len(short)} of {reads[0]} reads saw a partial file"
-    assert sorted(p.name for p in Path(path).parent.iterdir()) == ["image.webp"]  # no temporary files left behind
+    assert sorted(p.name for p in Path(path).parent.iterdir()) == ["image.png"]  # no temporary files left behind
 
 
 FRAGMENTED_HEAP = """
