@@ -24,7 +24,7 @@ from demos import cards, examples, serving
 from demos.kit import About, Metric, metrics_table
 from demos.uploads import UploadError, image_upload, read_image
 from models import registry
-from models.endovae import EndoVAE, anomaly_map, patch_scores, prepare_image, prepare_mask, psnr, ssim, to_batch
+from models.endovae import EndoVAE, anomaly_map, describe_map, patch_scores, prepare_image, prepare_mask, psnr, ssim, to_batch
 from nndl_data import DatasetMissing
 from nndl_data.endovae import image_paths
 
@@ -167,7 +167,7 @@ def reconstruct(model: EndoVAE, image: Image.Image) -> Reconstruction:
 class Anomaly:
     frame: np.ndarray  # (S, S, 3) in [0, 1]
     reconstruction: np.ndarray
-    error: np.ndarray  # (S, S): smoothed squared error
+    error: np.ndarray  # (S, S): the anomaly map (models.endovae.anomaly_map, the evaluation's map)
     prediction: np.ndarray  # bool: error > the validation pixel threshold
     mask: np.ndarray | None
     max_patch_score: float
@@ -185,7 +185,7 @@ def detect(model: EndoVAE, image: Image.Image, mask: Image.Image | None = None) 
     """The normal-mucosa model over a whole frame (its frame size): error map, thresholded map, patch verdict."""
     size = model.config.frame_size or model.config.image_size
     x = to_batch(prepare_image(image, model.config, size))
-    reconstruction, error = anomaly_map(model, x, model.config.anomaly_sigma)
+    reconstruction, error = anomaly_map(model, x)  # the evaluation's map, with the settings chosen on valid
     scores = patch_scores(error, model.config.image_size, model.config.patch_stride)
     error = error[0, 0].numpy()
     prediction = error > float(model.pixel_threshold)
@@ -221,7 +221,7 @@ def histogram_figure(metrics: dict, threshold: float, score: float | None):
     axis.axvline(threshold, color="black", linestyle="--", label="threshold (valid split)")
     if score is not None:
         axis.axvline(score, color="tab:green", linewidth=2.5, label="this frame's highest patch")
-    axis.set_xlabel("mean smoothed squared error of a patch")
+    axis.set_xlabel("mean anomaly score of a patch")
     axis.set_ylabel("share of patches")
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=7)
@@ -336,6 +336,7 @@ def _detect(path, mask_path):
         f": highest patch score {result.max_patch_score:.4f} against {threshold:.4f} (chosen on the valid split); "
         f"{100 * result.prediction.mean():.1f} % of the pixels above the pixel threshold {float(model.pixel_threshold):.4f}.")
     verdict += f" Dice against the polyp mask: **{result.dice:.3f}**." if result.dice is not None else " No mask for this frame."
+    verdict += f" Map: {describe_map(model.config)}."
     top = max(2 * float(model.pixel_threshold), 1e-3)
     return (enlarge(overlay(result, top)), enlarge(heat(result.error, top)), enlarge(result.reconstruction), verdict,
             histogram_figure(metrics, threshold, result.max_patch_score), roc_figure(metrics, result))
@@ -420,7 +421,7 @@ def build() -> serving.OnOpen:
                 with gr.Tab("Anomaly (normal-mucosa model)"):
                     with gr.Row():
                         overlaid = gr.Image(label="Error over the frame (cyan: above threshold, green: true polyp)", height=DISPLAY)
-                        anomaly_error = gr.Image(label="Smoothed squared error", height=DISPLAY)
+                        anomaly_error = gr.Image(label="Anomaly map (error unusual for its place)", height=DISPLAY)
                         anomaly_reconstruction = gr.Image(label="Normal-mucosa reconstruction", height=DISPLAY)
                     verdict = gr.Markdown()
                     with gr.Row():

@@ -14,11 +14,14 @@ Workshop 2022; the course report of ../shared/specs/pixelda-endovae.md part B (�
 Fixes of the report (spec §B10): reconstruction uses z = μ (the report sampled z, so its PSNR/SSIM were noisy);
 the decoder returns logits, so BCE (the paper's loss) is computed stably; preprocessing is part of the model
 (`prepare_image`: the report's direct resize, or a centre crop that does not distort). Images are RGB in [0, 1].
-Thresholds chosen on validation images (the anomaly model) travel with the weights as buffers.
+Thresholds chosen on validation images (the anomaly model) travel with the weights as buffers, and so does the
+table of the typical error at each position of a frame (`position_error`) when the map is position-normalised; the
+map's other settings (colour channels, σ, field-of-view erosion) are in the config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +46,8 @@ class EndoVAEConfig:
     anomaly_sigma: float = 2.0  # Gaussian smoothing (px) of the squared-error map
     patch_stride: int = 16  # patch scores: mean error over image_size² patches at this stride
     field_of_view_erosion: int = 0  # > 0: error maps are zero outside the frame's lit field of view, eroded by this many px
+    anomaly_channels: str = "rgb"  # colour channels whose squared error makes the anomaly map: rgb (summed) or b (blue only)
+    position_normalised: bool = False  # divide each pixel's error by the typical error at its position (buffer position_error)
 
 
 class Encoder(nn.Sequential):
@@ -100,6 +105,9 @@ class EndoVAE(nn.Module):
         # Anomaly thresholds chosen on validation images (the normal-mucosa model; see training.endovae.calibrate).
         self.register_buffer("pixel_threshold", torch.tensor(float("nan")))  # on the smoothed error map
         self.register_buffer("patch_threshold", torch.tensor(float("nan")))  # on a patch's mean error
+        if config.position_normalised:  # the typical error of polyp-free training pixels at each position of a frame
+            side = config.frame_size or config.image_size
+            self.register_buffer("position_error", torch.ones(1, 1, side, side))
 
     @property
     def spatial(self) -> bool:
@@ -226,16 +234,89 @@ def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(blurred, kernel.view(1, 1, -1, 1))
 
 
-@torch.no_grad()
-def anomaly_map(model: EndoVAE, images: torch.Tensor, sigma: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole frames (B, 3, H, W), H and W multiples of 8, → (reconstruction, error map (B, 1, H, W)): the squared
-    error summed over the colour channels, Gaussian-smoothed (σ in pixels), inside the eroded field of view when the
-    config asks for it. A fully convolutional model trained on polyp-free patches is applied to the whole frame."""
-    reconstruction = model.reconstruct(images)
-    error = gaussian_blur((images - reconstruction).pow(2).sum(1, keepdim=True), sigma)  # (B, 1, H, W)
+ANOMALY_CHANNELS = {"rgb": [0, 1, 2], "b": [2]}
+POSITION_FLOOR = 1e-4  # the smallest typical error a pixel's error is divided by
+
+
+def pixel_error(model: EndoVAE, images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """The unsmoothed anomaly score of every pixel, (B, 1, H, W): the squared error summed over the config's colour
+    channels (all three, or the blue one), divided by the typical error at that position of the frame (the
+    `position_error` buffer: mean error of polyp-free training pixels there) when the config asks for it, so that the
+    map marks what is unusual for that place rather than the frame's always-hard places (its rim, its vignetting)."""
+    try:
+        channels = ANOMALY_CHANNELS[model.config.anomaly_channels]
+    except KeyError:
+        raise ValueError(f"anomaly_channels must be one of {sorted(ANOMALY_CHANNELS)}, not {model.config.anomaly_channels!r}") from None
+    error = (images - reconstruction)[:, channels].pow(2).sum(1, keepdim=True)
+    if model.config.position_normalised:
+        typical = model.position_error.float()
+        if typical.shape[-2:] != error.shape[-2:]:
+            typical = F.interpolate(typical, size=error.shape[-2:], mode="bilinear", align_corners=False)
+        error = error / typical.clamp_min(POSITION_FLOOR)
+    return error
+
+
+def describe_map(config: EndoVAEConfig) -> str:
+    """The anomaly map of a config in words (the tab and the cards)."""
+    channels = "blue-channel squared error" if config.anomaly_channels == "b" else "squared error summed over R, G, B"
+    position = " ÷ the typical error at that position (polyp-free training pixels)" if config.position_normalised else ""
+    erosion = f", inside the lit field of view eroded by {config.field_of_view_erosion} px" if config.field_of_view_erosion else ""
+    return f"{channels}{position}, Gaussian-smoothed (σ {config.anomaly_sigma:g} px){erosion}"
+
+
+def finish_map(model: EndoVAE, images: torch.Tensor, error: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Pixel scores (B, 1, H, W) → the anomaly map: Gaussian-smoothed (σ px), zero outside the eroded field of view
+    when the config asks for it."""
+    error = gaussian_blur(error, sigma)
     if model.config.field_of_view_erosion:
         error = error * field_of_view(images, model.config.field_of_view_erosion)
-    return reconstruction, error
+    return error
+
+
+@torch.no_grad()
+def anomaly_map(model: EndoVAE, images: torch.Tensor, sigma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole frames (B, 3, H, W), H and W multiples of 8, → (reconstruction, anomaly map (B, 1, H, W)): the squared
+    error of the config's colour channels (`pixel_error`, position-normalised when configured), Gaussian-smoothed
+    (σ in pixels, default the config's), inside the eroded field of view when the config asks for it. A fully
+    convolutional model trained on polyp-free patches is applied to the whole frame. The evaluation, the trainer's
+    calibration and the demo's anomaly panel all call this one function."""
+    reconstruction = model.reconstruct(images)
+    sigma = model.config.anomaly_sigma if sigma is None else sigma
+    return reconstruction, finish_map(model, images, pixel_error(model, images, reconstruction), sigma)
+
+
+@torch.no_grad()
+def position_error_table(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor, erosion: int = 10, sigma: float = 4.0,
+                         batch_size: int = 32, min_share: float = 0.01) -> torch.Tensor:
+    """The typical error at each position of a frame, (1, 1, H, W), from polyp-free training frames' pixels only:
+    the mean squared error of the config's channels over the pixels that are lit (field of view eroded by `erosion`)
+    and not polyp, Gaussian-smoothed (σ px, numerator and count alike); positions lit in under `min_share` of the
+    frames take the mean over all such pixels. Uses no polyp location beyond leaving polyp pixels out."""
+    plain = with_map_settings(model, position_normalised=False)
+    total = count = None
+    for start in range(0, len(frames), batch_size):
+        x = frames[start : start + batch_size].float().div(255)
+        error = pixel_error(plain, x, plain.reconstruct(x))
+        keep = field_of_view(x, erosion) * (~masks[start : start + batch_size, None]).float()
+        batch_total, batch_count = (error * keep).sum(0, keepdim=True), keep.sum(0, keepdim=True)
+        total = batch_total if total is None else total + batch_total
+        count = batch_count if count is None else count + batch_count
+    overall = total.sum() / count.sum().clamp_min(1)
+    smoothed_total, smoothed_count = gaussian_blur(total, sigma), gaussian_blur(count, sigma)
+    table = smoothed_total / smoothed_count.clamp_min(1e-6)
+    return torch.where(smoothed_count >= min_share * len(frames), table, overall)
+
+
+def with_map_settings(model: EndoVAE, **changes) -> EndoVAE:
+    """The same weights with other anomaly-map settings (σ, erosion, channels, position normalisation); a model
+    that gains position normalisation starts with a flat table (all ones) until `position_error` is filled."""
+    config = dataclasses.replace(model.config, **changes)
+    rebuilt = EndoVAE(config).to(model.pixel_threshold.device)
+    state = {key: value for key, value in model.state_dict().items() if key != "position_error" or config.position_normalised}
+    missing, unexpected = rebuilt.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - {"position_error"}:
+        raise RuntimeError(f"weights do not fit: missing {missing}, unexpected {unexpected}")
+    return rebuilt.train(model.training)
 
 
 def field_of_view(images: torch.Tensor, erosion: int, level: float = 0.1) -> torch.Tensor:
@@ -254,8 +335,8 @@ def patch_scores(maps: torch.Tensor, size: int, stride: int) -> torch.Tensor:
 
 @torch.no_grad()
 def error_maps(model: EndoVAE, frames: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Smoothed squared-error maps (N, H, W) of uint8 frames (N, 3, H, W)."""
-    maps = [anomaly_map(model, frames[i : i + batch_size].float().div(255), model.config.anomaly_sigma)[1][:, 0]
+    """Anomaly maps (N, H, W) of uint8 frames (N, 3, H, W) (`anomaly_map` with the config's settings)."""
+    maps = [anomaly_map(model, frames[i : i + batch_size].float().div(255))[1][:, 0]
             for i in range(0, len(frames), batch_size)]
     return torch.cat(maps)
 

@@ -357,3 +357,78 @@ def test_field_of_view_mask_drops_the_black_corners_and_their_edge():
     model = EndoVAE(EndoVAEConfig(**{**PATCHES.__dict__, "field_of_view_erosion": 2})).eval()
     _, maps = anomaly_map(model, torch.nn.functional.interpolate(frames, size=64), sigma=1.0)
     assert (maps[..., :10, :] == 0).all()
+
+
+# ---- the anomaly map's colour channels and position normalisation ----
+
+
+def test_pixel_error_uses_the_configured_channels_and_divides_by_the_position_table():
+    from models.endovae import pixel_error, with_map_settings
+
+    model = EndoVAE(PATCHES).eval()
+    images = torch.zeros(1, 3, 64, 64)
+    reconstruction = images.clone()
+    reconstruction[:, 0] += 0.3  # red off by 0.3, blue off by 0.1
+    reconstruction[:, 2] += 0.1
+    torch.testing.assert_close(pixel_error(model, images, reconstruction), torch.full((1, 1, 64, 64), 0.09 + 0.01))
+    blue = with_map_settings(model, anomaly_channels="b")
+    torch.testing.assert_close(pixel_error(blue, images, reconstruction), torch.full((1, 1, 64, 64), 0.01))
+    normalised = with_map_settings(blue, position_normalised=True)
+    torch.testing.assert_close(normalised.position_error, torch.ones(1, 1, 64, 64))  # flat until it is filled
+    table = torch.full((1, 1, 64, 64), 0.02)
+    table[..., :32] = 0.005  # the left half: where errors are usually small, the same error is 4× more unusual
+    normalised.position_error.copy_(table)
+    error = pixel_error(normalised, images, reconstruction)
+    assert error[0, 0, 10, 10] == pytest.approx(2.0) and error[0, 0, 10, 50] == pytest.approx(0.5)
+    small = pixel_error(normalised, images[..., :32, :32], reconstruction[..., :32, :32])  # other frame sizes: the table is resized
+    assert small.shape == (1, 1, 32, 32) and small[0, 0, 5, 5] == pytest.approx(2.0) and small[0, 0, 5, 28] == pytest.approx(0.5, abs=0.01)
+    with pytest.raises(ValueError, match="anomaly_channels"):
+        pixel_error(with_map_settings(model, anomaly_channels="hue"), images, reconstruction)
+
+
+def test_position_table_is_the_typical_error_of_lit_polyp_free_pixels_only(monkeypatch):
+    from models.endovae import position_error_table, with_map_settings
+
+    monkeypatch.setattr(EndoVAE, "reconstruct", lambda self, x: torch.full_like(x, 0.5))  # every pixel reconstructed as grey
+    model = with_map_settings(EndoVAE(PATCHES), anomaly_channels="b")
+    frames = torch.full((4, 3, 64, 64), 0.5)
+    frames[:, 2, :, 32:] = 0.7  # blue error 0.04 on the right half, 0 on the left
+    frames[:, :, :4] = 0  # a black rim: not lit, left out
+    masks = torch.zeros(4, 64, 64, dtype=torch.bool)
+    masks[:2, 20:30, 5:15] = True
+    frames[:2, 2, 20:30, 5:15] = 1.0  # a 'polyp' with a huge error in two frames, under its mask: left out
+    table = position_error_table(model, (frames * 255).round().to(torch.uint8), masks, erosion=0, sigma=1.0)
+    assert table.shape == (1, 1, 64, 64)
+    assert table[0, 0, 25, 10] == pytest.approx(0.0, abs=1e-3)  # the polyp's error did not leak into the table
+    assert table[0, 0, 30, 50] == pytest.approx(0.04, abs=2e-3) and table[0, 0, 30, 10] == pytest.approx(0.0, abs=1e-3)
+    assert table[0, 0, 0, 10] == pytest.approx(float(table[0, 0, 4:, :].mean()), rel=0.2)  # never lit: the overall mean
+
+
+def test_map_settings_are_chosen_on_valid_and_travel_with_the_checkpoint(tmp_path):
+    directory = _train(tmp_path, "settings")
+    card = json.loads((directory / "card.json").read_text())["thresholds"]
+    assert len(card["validation_pixel_auroc_by_setting"]) == (len(training.CHANNELS) * len(training.POSITION_NORMALISED)
+                                                              * len(training.SMOOTHING) * len(training.FIELD_OF_VIEW_EROSION))
+    best = max(card["validation_pixel_auroc_by_setting"].values())
+    model = registry.load("endovae-normal", root=directory.parent)
+    chosen = (f"{model.config.anomaly_channels}{', per position' if model.config.position_normalised else ''}, "
+              f"sigma {model.config.anomaly_sigma:g}, erosion {model.config.field_of_view_erosion}")
+    assert card["validation_pixel_auroc_by_setting"][chosen] == best
+    assert card["anomaly_channels"] == model.config.anomaly_channels and card["position_normalised"] == model.config.position_normalised
+    recalibrated = training.main(training.TrainConfig(**{**training.PRESETS["normal"].__dict__, "dry_run": True, "run_dir": str(tmp_path / "settings"),
+                                                          "checkpoint_root": str(directory.parent), "recalibrate": "endovae-normal"}))
+    again = json.loads((recalibrated / "card.json").read_text())
+    assert again["thresholds"]["validation_pixel_auroc_by_setting"] == card["validation_pixel_auroc_by_setting"]  # deterministic
+    assert again["steps"] == 4 and again["recalibrated_with"].endswith("--recalibrate endovae-normal")  # the training record stays
+
+
+def test_the_tab_shows_the_evaluations_map(demo, frame):
+    """One map implementation: the anomaly panel's map is the evaluation's (`error_maps`), position table included."""
+    from models.endovae import error_maps, with_map_settings
+
+    model = with_map_settings(demo.load_model("endovae-normal"), anomaly_channels="b", position_normalised=True,
+                              anomaly_sigma=3.0, field_of_view_erosion=2).eval()
+    model.position_error.copy_(torch.linspace(0.01, 0.05, 64).expand(1, 1, 64, 64))
+    result = demo.detect(model, Image.open(frame[0]), Image.open(frame[1]))
+    frames = torch.from_numpy(np.round(result.frame * 255).astype(np.uint8)).permute(2, 0, 1)[None]
+    np.testing.assert_allclose(result.error, error_maps(model, frames)[0].numpy(), rtol=1e-4, atol=1e-6)

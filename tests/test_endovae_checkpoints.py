@@ -50,6 +50,10 @@ def test_anomaly_auroc_holds():
         assert measured[metric] == pytest.approx(card[metric], abs=TOLERANCE), metric
     model = registry.load("endovae-normal")
     assert float(model.pixel_threshold) == pytest.approx(registry.load_card("endovae-normal")["thresholds"]["pixel_threshold"], rel=1e-3)
+    settings = _measured("endovae-normal").get("map")
+    if settings:  # the card was measured with the map the checkpoint carries
+        assert settings == {"channels": model.config.anomaly_channels, "position_normalised": model.config.position_normalised,
+                            "sigma": model.config.anomaly_sigma, "field_of_view_erosion": model.config.field_of_view_erosion}
 
 
 def test_the_better_variant_beats_the_report_model_on_test():

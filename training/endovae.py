@@ -5,6 +5,7 @@
     python -m training.endovae --preset normal                    # polyp-free 32 px patches of training frames only
     python -m training.endovae --preset better --loss bce --kl-weight 0.1 --steps 300 --name endovae-sweep-bce-0.1 \\
         --checkpoint-root runs/endovae-sweep                      # one run of the validation sweep (docs/endovae.md)
+    python -m training.endovae --recalibrate endovae-normal       # the anomaly map chosen on valid again, same weights
     python -m training.endovae --dry-run                          # a few steps on a generated Kvasir-SEG layout
 
 Loss (spec §B4): the reconstruction term summed over the pixels of an image (`--loss mse`, the report's, or `bce`,
@@ -13,8 +14,10 @@ over the batch as well; Adam does not care). Training samples z; validation and 
 The report's preset keeps its settings (batch 128, Adam 1e-3, no schedule, no augmentation, 1,000 epochs = 5,000
 steps); on this CPU it is cut by `--max-minutes` and resumes where it stopped. The best weights by validation
 (PSNR on the valid split; the normal-mucosa model: reconstruction error on polyp-free validation patches) are the
-ones saved. The normal-mucosa model then picks, on the valid split's frames and masks, the smoothing of its error map
-and the erosion of the field-of-view mask (best pixel AUROC) and its anomaly thresholds (pixel: the best pooled Dice of the smoothed error map;
+ones saved (the normal-mucosa model: `--select-by pixel_auroc` keeps the best valid AUROC instead). The normal-mucosa
+model then picks, on the valid split's frames and masks, its anomaly map's colour channels (RGB or blue), whether the
+error is divided by the typical error at its position (a table from the polyp-free pixels of the training frames),
+the smoothing and the erosion of the field-of-view mask (best pixel AUROC), and its anomaly thresholds (pixel: the best pooled Dice of the smoothed error map;
 patch: the best Youden J of polyp vs polyp-free patches)
 and stores them in the checkpoint. Writes `endovae-<model>`; `python -m evaluation.endovae` measures it.
 """
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.endovae import (EndoVAE, EndoVAEConfig, best_dice_threshold, best_youden_threshold, error_maps, patch_labels, patch_scores,
-                            pixel_auroc, psnr)
+from models import registry
+from models.endovae import (EndoVAE, EndoVAEConfig, best_dice_threshold, best_youden_threshold, error_maps, finish_map, patch_labels,
+                            patch_scores, pixel_auroc, pixel_error, position_error_table, psnr, with_map_settings)
 from nndl_data.endovae import KVASIR, load_split, polyp_free_patches, write_fake_kvasir
 from training.common import BaseTrainConfig, BestWeights, batch_indices, initialise_from, parse_config
 from training.loop import Run
@@ -63,6 +69,11 @@ class TrainConfig(BaseTrainConfig):
     initial_log_variance: float = 0.0  # bias of a convolutional latent's log σ² head at the start: < 0 starts nearly deterministic
     kaiming_init: bool = False  # He-normal convolutions, zero biases (PyTorch's default init shrinks the signal through 13 ReLU layers)
     anomaly_sigma: float = 2.0
+    select_by: str = "patch_mse"  # normal model: keep the weights with the lowest patch_mse on polyp-free valid patches, or the best pixel_auroc on valid frames
+    selection_sigma: float = 4.0  # pixel_auroc selection: the smoothing and field-of-view erosion of the map it scores
+    selection_erosion: int = 10
+    anomaly_channels: str = "rgb"  # the map's colour channels during training (pixel_auroc selection); the final map is chosen on valid
+    recalibrate: str = ""  # a trained normal-mucosa checkpoint: choose its map settings and thresholds on valid again, no training
     log_every: int = 10
     eval_every: int = 100
     save_every: int = 50
@@ -92,6 +103,8 @@ def checkpoint_name(cfg: TrainConfig) -> str:
 def resolve(cfg: TrainConfig) -> TrainConfig:
     if cfg.loss not in ("mse", "bce"):
         raise SystemExit(f"--loss must be mse or bce, not {cfg.loss!r}")
+    if cfg.select_by not in ("patch_mse", "pixel_auroc"):
+        raise SystemExit(f"--select-by must be patch_mse or pixel_auroc, not {cfg.select_by!r}")
     if cfg.schedule not in ("constant", "cosine"):
         raise SystemExit(f"--schedule must be constant or cosine, not {cfg.schedule!r}")
     if cfg.dry_run:
@@ -104,7 +117,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
 def model_config(cfg: TrainConfig) -> EndoVAEConfig:
     return EndoVAEConfig(image_size=cfg.image_size, width=cfg.width, latent_dim=cfg.latent_dim, latent_channels=cfg.latent_channels,
                          preprocess=cfg.preprocess, crop_fraction=cfg.crop_fraction, frame_size=cfg.frame_size if cfg.patches else 0,
-                         anomaly_sigma=cfg.anomaly_sigma)
+                         anomaly_sigma=cfg.anomaly_sigma, anomaly_channels=cfg.anomaly_channels)
 
 
 def data_root(cfg: TrainConfig, run_dir: Path):
@@ -125,6 +138,7 @@ def load_data(cfg: TrainConfig, config: EndoVAEConfig, root) -> dict:
     valid_images, valid_masks = valid.prepared(config, frame_size)
     data = {"frames": len(train), "valid_images": valid_images, "valid_masks": valid_masks}
     if cfg.patches:
+        data["train_images"], data["train_masks"] = train_images, train_masks  # the position table of the anomaly map
         data["train"], _ = polyp_free_patches(train_images, train_masks, cfg.image_size, cfg.patch_stride)
         data["valid_patches"], _ = polyp_free_patches(valid_images, valid_masks, cfg.image_size, cfg.image_size)
     else:
@@ -160,7 +174,9 @@ def validation_metrics(model: EndoVAE, cfg: TrainConfig, data: dict) -> dict[str
         patches = data["valid_patches"].float().div(255)
         error = (reconstruct_all(model, data["valid_patches"]) - patches).pow(2).mean().item()
         maps = error_maps(model, data["valid_images"])
-        result = {"validation_patch_mse": error, "validation_pixel_auroc": pixel_auroc(maps, data["valid_masks"])}
+        scored = with_map_settings(model, anomaly_sigma=cfg.selection_sigma, field_of_view_erosion=cfg.selection_erosion)
+        result = {"validation_patch_mse": error, "validation_pixel_auroc": pixel_auroc(maps, data["valid_masks"]),
+                  "validation_pixel_auroc_fov": pixel_auroc(error_maps(scored.eval(), data["valid_images"]), data["valid_masks"])}
     else:
         images = data["valid_images"].float().div(255)
         result = {"validation_psnr": psnr(reconstruct_all(model, data["valid_images"]), images).mean().item()}
@@ -170,22 +186,74 @@ def validation_metrics(model: EndoVAE, cfg: TrainConfig, data: dict) -> dict[str
 
 SMOOTHING = (1.0, 2.0, 4.0, 8.0)  # σ (px) of the error map's Gaussian smoothing tried on the valid split
 FIELD_OF_VIEW_EROSION = (0, 3, 6, 10)  # px of erosion of the lit field of view tried on the valid split (0 = no mask)
+CHANNELS = ("rgb", "b")  # colour channels of the squared error tried on the valid split
+POSITION_NORMALISED = (False, True)  # error divided by the typical error at its position (from polyp-free training pixels) or not
 
 
 @torch.no_grad()
-def choose_map_settings(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor) -> tuple[EndoVAE, dict[str, float]]:
-    """The anomaly map's smoothing σ and field-of-view erosion with the best pixel AUROC on validation frames: the
-    model rebuilt with them."""
-    scores = {}
-    for sigma in SMOOTHING:
-        for erosion in FIELD_OF_VIEW_EROSION:
-            candidate = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=sigma, field_of_view_erosion=erosion))
-            candidate.load_state_dict(model.state_dict())
-            scores[sigma, erosion] = pixel_auroc(error_maps(candidate.eval(), frames), masks)
-    sigma, erosion = max(scores, key=scores.get)
-    chosen = EndoVAE(dataclasses.replace(model.config, anomaly_sigma=sigma, field_of_view_erosion=erosion))
-    chosen.load_state_dict(model.state_dict())
-    return chosen.eval(), {f"sigma {s:g}, erosion {e}": round(value, 4) for (s, e), value in scores.items()}
+def choose_map_settings(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor, train_frames: torch.Tensor | None = None,
+                        train_masks: torch.Tensor | None = None) -> tuple[EndoVAE, dict[str, float]]:
+    """The anomaly map's colour channels, position normalisation (its table from the polyp-free pixels of the
+    training frames), smoothing σ and field-of-view erosion with the best pixel AUROC on validation frames: the
+    model rebuilt with them (and its position table)."""
+    images = frames.float().div(255)
+    reconstruction = reconstruct_all(model, frames)
+    scores, tables = {}, {}
+    for channels in CHANNELS:
+        for normalised in POSITION_NORMALISED:
+            if normalised and train_frames is None:
+                continue
+            candidate = with_map_settings(model, anomaly_channels=channels, position_normalised=normalised)
+            if normalised:
+                tables[channels] = position_error_table(candidate, train_frames, train_masks)
+                candidate.position_error.copy_(tables[channels])
+            error = pixel_error(candidate, images, reconstruction)
+            for sigma in SMOOTHING:
+                for erosion in FIELD_OF_VIEW_EROSION:
+                    maps = finish_map(with_map_settings(candidate, field_of_view_erosion=erosion), images, error, sigma)
+                    scores[channels, normalised, sigma, erosion] = pixel_auroc(maps[:, 0], masks)
+    channels, normalised, sigma, erosion = max(scores, key=scores.get)
+    chosen = with_map_settings(model, anomaly_channels=channels, position_normalised=normalised, anomaly_sigma=sigma,
+                               field_of_view_erosion=erosion)
+    if normalised:
+        chosen.position_error.copy_(tables[channels])
+    labels = {(c, n, s, e): f"{c}{', per position' if n else ''}, sigma {s:g}, erosion {e}" for c, n, s, e in scores}
+    return chosen.eval(), {labels[key]: round(value, 4) for key, value in scores.items()}
+
+
+def choose_and_calibrate(model: EndoVAE, data: dict) -> tuple[EndoVAE, dict]:
+    """The map settings (`choose_map_settings`) and the thresholds (`calibrate`), all on the valid split: the model
+    with them, and what goes into the card."""
+    model, settings = choose_map_settings(model, data["valid_images"], data["valid_masks"], data.get("train_images"), data.get("train_masks"))
+    thresholds = calibrate(model, data["valid_images"], data["valid_masks"])
+    return model, {**thresholds, "anomaly_channels": model.config.anomaly_channels, "position_normalised": model.config.position_normalised,
+                   "anomaly_sigma": model.config.anomaly_sigma, "field_of_view_erosion": model.config.field_of_view_erosion,
+                   "validation_pixel_auroc_by_setting": settings,
+                   "chosen_on": ("the valid split's frames and masks (channels, position normalisation, σ and erosion: best pixel AUROC; "
+                                 "pixel threshold: best pooled Dice; patch: best Youden J); the position table from the train split's "
+                                 "polyp-free lit pixels")}
+
+
+def recalibrate(cfg: TrainConfig) -> Path:
+    """Choose a trained normal-mucosa checkpoint's map settings and thresholds on valid again (no training): the
+    checkpoint is rewritten in place (same fp16 weights), its card keeps its training record."""
+    name, root = cfg.recalibrate, cfg.checkpoint_root
+    model = registry.load(name, root=root)
+    if not model.config.frame_size:
+        raise SystemExit(f"{name} is not a normal-mucosa (patch) model")
+    card = registry.load_card(name, root=root)
+    cfg = dataclasses.replace(cfg, patches=True, image_size=model.config.image_size, frame_size=model.config.frame_size)
+    data = load_data(cfg, model.config, data_root(cfg, Path(cfg.run_dir or ".")))
+    model, thresholds = choose_and_calibrate(model, data)
+    card = {key: value for key, value in card.items() if key not in ("metrics", "evaluation_command")}  # measured again by evaluation.endovae
+    card["thresholds"] = thresholds
+    card["recalibrated_with"] = f"python -m training.endovae --recalibrate {name}"
+    directory = registry.checkpoint_dir(name, root)
+    log = directory / "log.csv"
+    keep = Path(tempfile.mkdtemp()) / "log.csv"
+    if log.exists():
+        shutil.copyfile(log, keep)
+    return registry.save(model, name, root=root, card=card, half=True, extra_files={"log.csv": keep} if keep.exists() else None)
 
 
 @torch.no_grad()
@@ -204,6 +272,8 @@ def calibrate(model: EndoVAE, frames: torch.Tensor, masks: torch.Tensor) -> dict
 
 def main(cfg: TrainConfig) -> Path:
     cfg = resolve(cfg)
+    if cfg.recalibrate:
+        return recalibrate(cfg)
     name = checkpoint_name(cfg)
     run = Run(cfg, name)
     config = model_config(cfg)
@@ -254,7 +324,12 @@ def main(cfg: TrainConfig) -> Path:
 
     def validate(done: int) -> dict:
         metrics = validation_metrics(model, cfg, data)
-        score = metrics["validation_patch_mse"] if cfg.patches else -metrics["validation_psnr"]
+        if not cfg.patches:
+            score = -metrics["validation_psnr"]
+        elif cfg.select_by == "pixel_auroc":
+            score = -metrics["validation_pixel_auroc_fov"]
+        else:
+            score = metrics["validation_patch_mse"]
         best.offer(score, model, done)
         return metrics
 
@@ -265,10 +340,7 @@ def main(cfg: TrainConfig) -> Path:
     model.eval()
     extra = {}
     if cfg.patches:
-        model, settings = choose_map_settings(model, data["valid_images"], data["valid_masks"])
-        extra["thresholds"] = {**calibrate(model, data["valid_images"], data["valid_masks"]), "anomaly_sigma": model.config.anomaly_sigma,
-                               "field_of_view_erosion": model.config.field_of_view_erosion, "validation_pixel_auroc_by_setting": settings,
-                               "chosen_on": "the valid split's frames and masks (σ and erosion: best pixel AUROC; pixel threshold: best pooled Dice; patch: best Youden J)"}
+        model, extra["thresholds"] = choose_and_calibrate(model, data)
     data_card = {
         "dataset": f"{KVASIR} (Jha et al. 2020, Kvasir-SEG, 128 px copy)" if not cfg.dry_run else "generated dry-run frames",
         "train": (f"{len(train)} polyp-free {cfg.image_size} px patches (stride {cfg.patch_stride}) of the {data['frames']} train frames"
@@ -279,7 +351,7 @@ def main(cfg: TrainConfig) -> Path:
         "data_root": str(cfg.data_root or "$NNDL_DATA_ROOT or ../shared/data"),
     }
     return run.save_checkpoint(model, name, data=data_card, half=True, finished=run.finished(cfg.steps), best_step=best.step,
-                               best_validation=round(-best.score if not cfg.patches else best.score, 6), initialised_from=parent, **extra)
+                               best_validation=round(best.score if cfg.patches and cfg.select_by == "patch_mse" else -best.score, 6), initialised_from=parent, **extra)
 
 
 if __name__ == "__main__":
