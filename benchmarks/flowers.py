@@ -22,9 +22,10 @@ from demos import flowers as demo
 from demos import serving
 from models import registry
 from models.flowers import FlowersViT, FlowersViTConfig, is_vit, pretrained_cnn, scratch_cnn
+from training.flowers import PRESETS
 
 TARGET_FGSM_S = 0.1
-STAND_INS = {"flowers-cnn-pretrained": lambda: pretrained_cnn(imagenet=False), "flowers-cnn-scratch": scratch_cnn,
+STAND_INS = {"flowers-cnn-pretrained": lambda: pretrained_cnn(PRESETS["cnn-pretrained"].input_size, imagenet=False), "flowers-cnn-scratch": scratch_cnn,
              "flowers-vit-scratch": lambda: FlowersViT(FlowersViTConfig()), "flowers-vit-cifar10": lambda: FlowersViT(FlowersViTConfig())}
 
 

@@ -159,24 +159,42 @@ def test_tab_attacks_transfers_and_names_untrained_models(tiny_checkpoints, tmp_
     assert len(demo._cards_content()) == 5
 
 
-@pytest.mark.parametrize("model", ["cnn-pretrained", "vit-cifar10"])
-def test_dry_run_then_resume_gives_the_same_weights(tmp_path, model):
+# cnn-pretrained: the preset solves the head (logistic regression) and stops; 4 unfrozen steps after it (BatchNorm
+# statistics frozen) check that a solved head resumes too. vit-cifar10: 3 CIFAR-10 steps, then 4 on Flowers.
+@pytest.mark.parametrize("model, extra, steps", [("cnn-pretrained", {"steps": 4, "freeze_batchnorm": True}, 4), ("vit-cifar10", {}, 7)])
+def test_dry_run_then_resume_gives_the_same_weights(tmp_path, model, extra, steps):
     def train(run: str, **overrides):
         cfg = training.PRESETS[model]
         import dataclasses
 
-        cfg = dataclasses.replace(cfg, dry_run=True, run_dir=str(tmp_path / run), checkpoint_root=str(tmp_path / f"checkpoints-{run}"), **overrides)
+        cfg = dataclasses.replace(cfg, dry_run=True, run_dir=str(tmp_path / run), checkpoint_root=str(tmp_path / f"checkpoints-{run}"), **extra, **overrides)
         return training.main(cfg)
 
     whole = train("whole")
     card = json.loads((whole / "card.json").read_text())
-    assert card["finished"] and card["steps"] == 7 and sum(card["phases"].values()) == 7
+    assert card["finished"] and card["steps"] == steps and sum(card["phases"].values()) == steps
     train("parts", max_minutes=1e-9)
     assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 1
     parts = train("parts")
     first, second = registry.load(f"flowers-{model}", root=whole.parent), registry.load(f"flowers-{model}", root=parts.parent)
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_logistic_regression_head_folds_the_standardisation():
+    from sklearn.linear_model import LogisticRegression
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(60) % 3
+    features = torch.randn(60, 5, generator=generator) * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0]) + labels[:, None].float() * 2 + 7
+    weight, bias = training.logistic_regression_head(features, labels, num_classes=5, c=0.5)
+    mean, std = features.mean(0), features.std(0)
+    reference = LogisticRegression(C=0.5, max_iter=300).fit(((features - mean) / std).double().numpy(), labels.numpy())
+    logits = features @ weight.T + bias
+    expected = torch.from_numpy(reference.decision_function(((features - mean) / std).double().numpy())).float()
+    torch.testing.assert_close(logits[:, :3], expected, atol=1e-3, rtol=1e-4)
+    assert (logits[:, 3:] == -20).all()  # classes absent from the labels are never predicted
+    assert (logits.argmax(1) == labels).float().mean() > 0.9
 
 
 def test_augment_keeps_range_and_shape():
