@@ -196,15 +196,24 @@ def measurements_markdown(dataset: str) -> str:
                      f"**{_share(metrics, 'apple_share_b2a')}**; fruit-only **{_share(metrics, 'apple_fruit_share_b2a')}** "
                      f"(untranslated {_share(metrics, 'apple_share_untranslated')}; {_share(metrics, 'apple_fruit_share_untranslated')}, real apples {_share(metrics, 'apple_share_real_a')}; {_share(metrics, 'apple_fruit_share_real_a')})"))
     for direction, source, target in (("a2b", a, b), ("b2a", b, a)):
+        if f"domain_share_{direction}" in metrics:
+            accuracy = f"{_share(metrics, 'domain_judge_accuracy_a')} / {_share(metrics, 'domain_judge_accuracy_b')}"
+            rows.append((f"test {source}s judged '{target}' after translation by the domain judge (a small CNN trained from scratch on the "
+                         f"training splits, never saw ImageNet; test accuracy on real {a}s / {b}s {accuracy})", "–",
+                         f"**{_share(metrics, f'domain_share_{direction}')}** (untranslated {_share(metrics, f'domain_share_untranslated_{direction}')}; "
+                         f"early {_share(metrics, f'early_domain_share_{direction}')}, middle {_share(metrics, f'middle_domain_share_{direction}')})"))
         rows.append((f"KID×10³ {source} → {target} vs real {target}s (lower is better)", report["kid"],
                      f"**{_number(metrics, f'kid_{direction}', 1000, 1)}** ± {_number(metrics, f'kid_{direction}_std', 1000, 1)} "
                      f"(untranslated {_number(metrics, 'kid_untranslated', 1000, 1)}; early {_number(metrics, f'early_kid_{direction}', 1000, 1)}, middle {_number(metrics, f'middle_kid_{direction}', 1000, 1)})"))
     rows.append((f"cycle L1 {a} → {b} → {a} / {b} → {a} → {b} (pixels in [0, 1])", report["cycle"],
                  f"{_number(metrics, 'cycle_l1_a')} / {_number(metrics, 'cycle_l1_b')}"))
     rows.append((f"identity L1 G_BA({a}) / G_AB({b})", report["identity"], f"{_number(metrics, 'identity_l1_a')} / {_number(metrics, 'identity_l1_b')}"))
+    train_config = card.get("train_config", {})
+    discriminator = ("projected discriminators (heads on frozen ImageNet EfficientNet-Lite1 features) in the last run"
+                     if train_config.get("discriminator") == "projected" else "70×70 PatchGAN discriminators")
     rows.append(("training", "20 epochs, batch 1, 128 px, no LR decay, ConvTranspose2d upsampling (checkerboard artefacts in the sky)",
-                 f"{card.get('epochs_trained', '?')} epochs, batch 1, {card.get('train_config', {}).get('image_size', '?')} px, constant + linear LR decay, "
-                 f"resize-conv upsampling (no checkerboard by construction)"))
+                 f"{card.get('epochs_trained', '?')} epochs, batch 1, {train_config.get('image_size', '?')} px, constant + linear LR decay, "
+                 f"resize-conv upsampling (no checkerboard by construction), {discriminator}"))
     lines = ["| measure | course report | ours |", "|---|---|---|"] + [f"| {m} | {r} | {o} |" for m, r, o in rows]
     return "\n".join(lines) + f"\n\n{cards.card_summary(name)}\n\nTest split: {metrics.get('test_images_a', '?')} {a} and {metrics.get('test_images_b', '?')} {b} images."
 
@@ -286,7 +295,8 @@ def build() -> serving.OnOpen:
     first = next(iter(DATASETS))
     gr.Markdown(
         f"## {TITLE}\nUnpaired image-to-image translation: two ResNet generators (G: A → B, F: B → A) trained with "
-        "70×70 PatchGAN discriminators, least-squares GAN losses, cycle consistency (λ = 10) and identity (λ = 5). "
+        "70×70 PatchGAN discriminators (continued against projected discriminators on frozen EfficientNet-Lite1 features where "
+        "the card says so), least-squares GAN losses, cycle consistency (λ = 10) and identity (λ = 5). "
         "Upload any photo (any size or format; it is cropped to at most 2:1 and resized so its short side is 128 or "
         "256 px) or pick a test example below."
     )

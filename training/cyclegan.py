@@ -40,6 +40,9 @@ from models.cyclegan import (
     CycleGANDiscriminator,
     CycleGANDiscriminatorConfig,
     CycleGANGeneratorConfig,
+    FrozenFeatures,
+    ProjectedDiscriminator,
+    ProjectedDiscriminatorConfig,
     save_snapshot,
 )
 from nndl_data.cyclegan import dataset_info, load_split, random_crop_flip
@@ -59,6 +62,11 @@ class TrainConfig(BaseTrainConfig):
     residual_blocks: int = 6
     upsampling: str = "resize_conv"  # or "transposed" (the report's ConvTranspose2d)
     discriminator_filters: int = 32
+    discriminator: str = "patchgan"  # patchgan (the paper's 70×70) | projected (heads on frozen EfficientNet-Lite1 features)
+    projected_stages: tuple[int, ...] = (2, 4, 6)  # --discriminator projected: the Lite1 stages judged
+    projected_channels: int = 64  # width of each projected head
+    backbone_size: int = 0  # --discriminator projected: resize images to this before the frozen backbone (0 = crop size)
+    gan_loss: str = "lsgan"  # lsgan (official) | hinge (Projected GAN)
     batch_size: int = 1
     epochs: float = 4.0  # an epoch = max(|trainA|, |trainB|) images of each domain
     decay_epochs: float = 2.0  # the last `decay_epochs` decay the learning rate linearly to 0
@@ -83,6 +91,12 @@ PRESETS = {
     "report": TrainConfig(image_size=128, filters=64, discriminator_filters=64, epochs=20, decay_epochs=10, save_every=2000, log_every=100),
     # The paper: 256 px, 200 epochs (100 constant + 100 decay), ResNet-9 generator.
     "paper": TrainConfig(image_size=256, filters=64, residual_blocks=9, discriminator_filters=64, epochs=200, decay_epochs=100, save_every=5000, log_every=500),
+    # Issue 25, CPU: the 32-filter ResNet-6 at 128 px against projected discriminators (frozen EfficientNet-Lite1
+    # features at 1/8, 1/16, 1/32; one LSGAN score map per scale, summed), cycle and identity losses kept. No image
+    # pool: the discriminators see the fakes of the current step, whose backbone features the generator step already
+    # computed. One CPU core in bf16; meant to continue the committed generators (--init-from cyclegan-<dataset>).
+    "projected": TrainConfig(image_size=128, load_size=143, filters=32, discriminator="projected", pool_size=0, epochs=4, decay_epochs=2,
+                             save_every=250, log_every=50, calibration_steps=100),
 }
 
 
@@ -204,6 +218,22 @@ def _lsgan(scores: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(scores, torch.full_like(scores, 1.0 if real else 0.0))
 
 
+def gan_loss(scores: torch.Tensor | list[torch.Tensor], real: bool, kind: str = "lsgan", generator: bool = False) -> torch.Tensor:
+    """The adversarial loss of one score map, or the sum over the maps of a projected discriminator (one per scale).
+    lsgan: (s − 1)² for real / the generator's fakes, s² for the discriminator's fakes. hinge: the discriminator's
+    max(0, 1 − s) on real and max(0, 1 + s) on fakes; the generator's −s."""
+    if isinstance(scores, (list, tuple)):
+        return sum(gan_loss(score, real, kind, generator) for score in scores)
+    scores = scores.float()
+    if kind == "lsgan":
+        return _lsgan(scores, real)
+    if kind == "hinge":
+        if generator:
+            return -scores.mean()
+        return F.relu(1 - scores).mean() if real else F.relu(1 + scores).mean()
+    raise ValueError(f"gan_loss must be lsgan or hinge, not {kind!r}")
+
+
 def main(cfg: TrainConfig) -> Path | None:
     started = time.monotonic()  # --max-minutes counts from the start of the command here (scripts/gpu_cyclegan.sh relies on it)
     info = dataset_info(cfg.dataset)
@@ -223,8 +253,17 @@ def main(cfg: TrainConfig) -> Path | None:
     native_size = registry.load_config(cfg.init_from, root=cfg.checkpoint_root).generator.image_size if cfg.init_from else cfg.image_size
     generator_config = CycleGANGeneratorConfig(filters=cfg.filters, residual_blocks=cfg.residual_blocks, upsampling=cfg.upsampling, image_size=native_size)
     model = CycleGAN(CycleGANConfig(generator=generator_config, dataset=info.name, domain_a=info.domain_a, domain_b=info.domain_b)).to(device)
-    discriminator_config = CycleGANDiscriminatorConfig(filters=cfg.discriminator_filters)
-    d_a, d_b = CycleGANDiscriminator(discriminator_config).to(device), CycleGANDiscriminator(discriminator_config).to(device)
+    projected = cfg.discriminator == "projected"
+    if projected:
+        projected_config = ProjectedDiscriminatorConfig(stages=tuple(cfg.projected_stages), head_channels=cfg.projected_channels,
+                                                        backbone_size=cfg.backbone_size, pretrained=not cfg.dry_run)
+        backbone = FrozenFeatures(projected_config).to(device)  # shared by both discriminators, never trained
+        d_a, d_b = ProjectedDiscriminator(projected_config).to(device), ProjectedDiscriminator(projected_config).to(device)
+    elif cfg.discriminator == "patchgan":
+        discriminator_config = CycleGANDiscriminatorConfig(filters=cfg.discriminator_filters)
+        d_a, d_b = CycleGANDiscriminator(discriminator_config).to(device), CycleGANDiscriminator(discriminator_config).to(device)
+    else:
+        raise ValueError(f"--discriminator must be patchgan or projected, not {cfg.discriminator!r}")
     # Under torchrun each trained network averages its gradients over the processes; the generators' step reads the
     # discriminators unwrapped (no gradient reaches them there).
     g_ab, g_ba, trained_d_a, trained_d_b = run.wrap(model.g_ab), run.wrap(model.g_ba), run.wrap(d_a), run.wrap(d_b)
@@ -264,9 +303,14 @@ def main(cfg: TrainConfig) -> Path | None:
             fake_b, same_b = g_ab(torch.cat([real_a, real_b])).float().split(batch)  # G_AB(a), G_AB(b) ≈ b
             fake_a, same_a = g_ba(torch.cat([real_b, real_a])).float().split(batch)  # G_BA(b), G_BA(a) ≈ a
             rec_a, rec_b = g_ba(fake_b).float(), g_ab(fake_a).float()  # (B, 3, S, S) each
-            scores_b, scores_a = d_b(fake_b).float(), d_a(fake_a).float()
+            if projected:  # one backbone pass for both domains' fakes; gradients reach the generators through it
+                fake_features = [f.float() for f in backbone(torch.cat([fake_b, fake_a]))]
+                fake_features_b, fake_features_a = [f[:batch] for f in fake_features], [f[batch:] for f in fake_features]
+                scores_b, scores_a = d_b(fake_features_b), d_a(fake_features_a)
+            else:
+                scores_b, scores_a = d_b(fake_b).float(), d_a(fake_a).float()
         losses = {
-            "g_ab": _lsgan(scores_b, True), "g_ba": _lsgan(scores_a, True),
+            "g_ab": gan_loss(scores_b, True, cfg.gan_loss, generator=True), "g_ba": gan_loss(scores_a, True, cfg.gan_loss, generator=True),
             "cycle_a": _l1(rec_a, real_a), "cycle_b": _l1(rec_b, real_b),
             "identity_a": _l1(same_a, real_a), "identity_b": _l1(same_b, real_b),
         }
@@ -280,10 +324,23 @@ def main(cfg: TrainConfig) -> Path | None:
         for parameter in [*d_a.parameters(), *d_b.parameters()]:
             parameter.requires_grad_(True)
         with run.autocast():
-            real_scores_a, fake_scores_a = trained_d_a(torch.cat([real_a, pool_a.query(fake_a)])).float().split(batch)
-            real_scores_b, fake_scores_b = trained_d_b(torch.cat([real_b, pool_b.query(fake_b)])).float().split(batch)
-        losses["d_a"] = 0.5 * (_lsgan(real_scores_a, True) + _lsgan(fake_scores_a, False))
-        losses["d_b"] = 0.5 * (_lsgan(real_scores_b, True) + _lsgan(fake_scores_b, False))
+            if projected:
+                with torch.no_grad():
+                    real_features = [f.float() for f in backbone(torch.cat([real_a, real_b]))]
+                    if cfg.pool_size:  # pooled fakes are older images: their features are computed anew
+                        pooled = [f.float() for f in backbone(torch.cat([pool_a.query(fake_a), pool_b.query(fake_b)]))]
+                        fake_a_in, fake_b_in = [f[:batch] for f in pooled], [f[batch:] for f in pooled]
+                    else:  # this step's fakes: the generator step's features, detached
+                        fake_a_in, fake_b_in = [f.detach() for f in fake_features_a], [f.detach() for f in fake_features_b]
+                scores_a = trained_d_a([torch.cat([r[:batch], f]) for r, f in zip(real_features, fake_a_in)])
+                scores_b = trained_d_b([torch.cat([r[batch:], f]) for r, f in zip(real_features, fake_b_in)])
+                real_scores_a, fake_scores_a = [s.float()[:batch] for s in scores_a], [s.float()[batch:] for s in scores_a]
+                real_scores_b, fake_scores_b = [s.float()[:batch] for s in scores_b], [s.float()[batch:] for s in scores_b]
+            else:
+                real_scores_a, fake_scores_a = trained_d_a(torch.cat([real_a, pool_a.query(fake_a)])).float().split(batch)
+                real_scores_b, fake_scores_b = trained_d_b(torch.cat([real_b, pool_b.query(fake_b)])).float().split(batch)
+        losses["d_a"] = 0.5 * (gan_loss(real_scores_a, True, cfg.gan_loss) + gan_loss(fake_scores_a, False, cfg.gan_loss))
+        losses["d_b"] = 0.5 * (gan_loss(real_scores_b, True, cfg.gan_loss) + gan_loss(fake_scores_b, False, cfg.gan_loss))
         d_optimizer.zero_grad(set_to_none=True)
         (losses["d_a"] + losses["d_b"]).backward()
         d_optimizer.step()
