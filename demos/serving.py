@@ -13,7 +13,8 @@ Everything a tab needs to be safe under concurrent requests lives here, once, so
   (`concurrency_id`) with `WORKERS_PER_TAB` workers, and internal events stay out of the public API.
 - `OnOpen` / `fill_when_opened()`: what a tab shows from its cards and logs (tables, curves, a first example) is
   made when a visitor opens the tab, not while the app starts.
-- `launch()`: queue size, upload size limit, the example files that may be served, cache clean-up.
+- `launch()`: queue size, upload size limit, the example files that may be served, cache clean-up, and patience with
+  its own server's first answer on a busy machine.
 """
 
 from __future__ import annotations
@@ -304,11 +305,39 @@ def launch(app, **options):
     from demos.uploads import MAX_BYTES
 
     configure_process()
+    wait_patiently_for_own_server()
     app.delete_cache = CACHE_CLEANUP
     folders = examples.served_folders()
     return app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=WORKERS_PER_TAB).launch(
         max_file_size=MAX_BYTES, allowed_paths=folders, app_kwargs={"middleware": [Middleware(ExamplesOnly, folders=folders)]}, **options
     )
+
+
+STARTUP_PATIENCE_S = 60  # how long launch waits for its own server to answer '/'
+
+
+def wait_patiently_for_own_server() -> None:
+    """Gradio's launch asks its own new server for '/' (`networking.url_ok`): on the first request that takes over 3 s
+    it gives up and exits with "When localhost is not accessible, a shareable link must be created". On a busy
+    machine (five trainings on the two cores, session 17) the app died that way at start. The same check, with
+    each try allowed 10 s and retried for up to `STARTUP_PATIENCE_S`."""
+    import httpx
+    from gradio import networking
+
+    if getattr(networking.url_ok, "patient", False):
+        return
+
+    def url_ok(url: str) -> bool:
+        deadline = time.monotonic() + STARTUP_PATIENCE_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TimeoutException, httpx.TransportError):
+                if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                    return True
+            time.sleep(0.5)
+        return False
+
+    url_ok.patient = True
+    networking.url_ok = url_ok
 
 
 class ExamplesOnly:

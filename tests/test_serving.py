@@ -221,3 +221,33 @@ def test_training_curves_draw_each_continuation_as_its_own_segment(checkpoint_ro
     assert len(lines) == 3 and len({line.get_color() for line in lines}) == 1  # one colour, three segments
     assert all(np.all(np.diff(line.get_xdata()) > 0) for line in lines)
     assert "cumulative" in figure.axes[0].get_xlabel()
+
+
+def test_launch_waits_for_its_own_server_on_a_busy_machine():
+    """Gradio's start-up check gives up on a first answer slower than 3 s (and the app exits); after
+    `wait_patiently_for_own_server` a server whose first answer takes 4 s counts as up."""
+    import http.server
+
+    from gradio import networking
+
+    class SlowFirst(http.server.BaseHTTPRequestHandler):
+        answered = 0
+
+        def do_HEAD(self):
+            if SlowFirst.answered == 0:
+                time.sleep(4)
+            SlowFirst.answered += 1
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowFirst)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        serving.wait_patiently_for_own_server()
+        assert networking.url_ok(f"http://127.0.0.1:{server.server_address[1]}/")
+        assert SlowFirst.answered >= 1
+    finally:
+        server.shutdown()
