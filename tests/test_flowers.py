@@ -173,6 +173,14 @@ def test_dry_run_then_resume_gives_the_same_weights(tmp_path, model, extra, step
     whole = train("whole")
     card = json.loads((whole / "card.json").read_text())
     assert card["finished"] and card["steps"] == steps and sum(card["phases"].values()) == steps
+    if extra.get("freeze_batchnorm"):  # the backbone trained, but every BatchNorm kept ImageNet's running statistics
+        trained = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["objects"]["model"]
+        imagenet = pretrained_cnn(32).state_dict()
+        statistics = [key for key in imagenet if key.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+        assert len(statistics) > 100
+        for key in statistics:
+            torch.testing.assert_close(trained[key], imagenet[key], rtol=0, atol=0, msg=key)
+        assert not torch.equal(trained["network.conv_stem.weight"], imagenet["network.conv_stem.weight"])
     train("parts", max_minutes=1e-9)
     assert torch.load(tmp_path / "parts" / "last.pt", weights_only=True)["step"] == 1
     parts = train("parts")

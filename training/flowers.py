@@ -19,6 +19,7 @@ for evaluation.flowers. One run may have three phases, one after the other, coun
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sys
@@ -399,7 +400,9 @@ def main(cfg: TrainConfig) -> Path | None:
             with torch.no_grad():
                 score = (classifier(bank["val"]).argmax(1) == validation.labels).float().mean().item()
         else:
-            with run.autocast():
+            # the pretrained CNN validates in fp32 even when it trains in bf16: its solved head was scored in fp32 and
+            # competes for the best weights, and the evaluation measures in fp32
+            with contextlib.nullcontext() if is_pretrained_cnn else run.autocast():
                 score = accuracy(model, validation.images, validation.labels)
         best.offer(score, model, done)
         return {"val_accuracy": score}
