@@ -484,7 +484,8 @@ def build() -> serving.OnOpen:
         with gr.Column(scale=1):
             model = gr.Dropdown(list(CLASSIFIERS), value=next(iter(CLASSIFIERS)), label="model")
             image = image_upload(label="image", sources=["upload", "clipboard"], height=220)
-            gr.Examples([[str(path)] for path in example_images()], inputs=[image], label="CIFAR-10 test images and two photos", examples_per_page=12)
+            picker = gr.Examples([[str(path)] for path in example_images()], inputs=[image], label="CIFAR-10 test images and two photos",
+                                 examples_per_page=12)
             if not any(path.stem.startswith("cifar10") for path in example_images()):
                 gr.Markdown(f"*{examples.NO_DATA_NOTE}*")
             elif not _cifar_in_data_root():
@@ -511,8 +512,10 @@ def build() -> serving.OnOpen:
         cam_before = gr.Image(label="CAM on the original (its top class)", interactive=False)
         cam_after = gr.Image(label="CAM on the adversarial image (its top class)", interactive=False)
     model.change(_target_choices, inputs=model, outputs=target, **serving.internal_event())
-    run.click(_attack, inputs=[model, image, attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, cam_method],
-              outputs=[original, perturbation, adversarial, before, after, summary, cam_before, cam_after], **serving.model_event("attacks", "attacks"))
+    attack_inputs = [model, image, attack, epsilon, alpha, steps, l2_epsilon, cw_c, target, cam_method]
+    attack_outputs = [original, perturbation, adversarial, before, after, summary, cam_before, cam_after]
+    run.click(_attack, attack_inputs, attack_outputs, **serving.model_event("attacks", "attacks"))
+    picker.load_input_event.then(_attack, attack_inputs, attack_outputs, **serving.model_event("attacks"))  # one click: pick and attack
     with gr.Accordion("Accuracy vs ε, the reports' numbers beside ours, and how the models were trained", open=False):
         accuracy = gr.Plot(label="accuracy vs ε")
         destinations = gr.Plot(label="AdvGAN: true class vs class after the attack (from the card)")

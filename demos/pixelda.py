@@ -254,7 +254,7 @@ def build() -> serving.OnOpen:
             with gr.Tab("Upload or pick"):
                 upload = image_upload(label="Digit image (any size or format)", sources=["upload", "clipboard"], height=220)
                 if example_digits():
-                    gr.Examples(examples=[str(p) for p in example_digits()], inputs=upload, label="MNIST test digits (the first of each class)")
+                    picker = gr.Examples(examples=[str(p) for p in example_digits()], inputs=upload, label="MNIST test digits (the first of each class)")
                     if example_digits()[0].parent == ASSETS:
                         gr.Markdown(f"*{examples.SHIPPED_NOTE}*")
                 else:
@@ -279,6 +279,8 @@ def build() -> serving.OnOpen:
             )
     outputs = [digit, translations, real, source_label, adapted_label, table]
     upload_button.click(_translate_upload, [upload, seed, styles], outputs, **serving.model_event("pixelda", "pixelda"))
+    if example_digits():  # one click: pick and translate
+        picker.load_input_event.then(_translate_upload, [upload, seed, styles], outputs, **serving.model_event("pixelda"))
     sketch_button.click(_translate_sketch, [sketch, seed, styles], outputs, **serving.model_event("pixelda", "pixelda_sketch"))
     with gr.Accordion("Results and training curves", open=True):
         results = gr.Markdown()
