@@ -322,8 +322,8 @@ def build() -> serving.OnOpen:
             summary = gr.Markdown()
     rows = example_rows()
     if rows:
-        gr.Examples(
-            rows, inputs=[image, dataset, direction], label="test-split examples (click one, then Translate)", examples_per_page=16,
+        picker = gr.Examples(
+            rows, inputs=[image, dataset, direction], label="test-split examples (click one)", examples_per_page=16,
             example_labels=[f"{direction_label(dataset_name, way)}: {Path(path).stem}" for path, dataset_name, way in rows],
         )
         if any(Path(path).is_relative_to(ASSETS) for path, _, _ in rows):
@@ -336,7 +336,10 @@ def build() -> serving.OnOpen:
         gr.Markdown(CITATION)
 
     inputs = [image, dataset, direction, resolution, progress_stage, noise]
-    button.click(_translate, inputs, [seen, translated, reconstruction, identity, errors, summary], **serving.model_event("cyclegan", "cyclegan"))
+    outputs = [seen, translated, reconstruction, identity, errors, summary]
+    button.click(_translate, inputs, outputs, **serving.model_event("cyclegan", "cyclegan"))
+    if rows:  # one click: pick and translate
+        picker.load_input_event.then(_translate, inputs, outputs, **serving.model_event("cyclegan"))
     dataset.change(_dataset_changed, [dataset, progress_stage], [direction, measurements, curves, stage_text], **serving.internal_event())
     progress_stage.change(_stage_text, [dataset, progress_stage], stage_text, **serving.internal_event())
     # the shown dataset's card and curves, when the tab is first opened (the dataset radio redraws them later)

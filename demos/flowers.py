@@ -360,9 +360,11 @@ def build() -> serving.OnOpen:
     with gr.Row():
         cam_before = gr.Image(label="explanation, original", interactive=False)
         cam_after = gr.Image(label="explanation, adversarial", interactive=False)
-    gallery.select(_pick, None, image, **serving.internal_event())
-    run.click(_run, inputs=[model, image, attack_name, epsilon, alpha, steps, explanation],
-              outputs=[original, perturbation, adversarial, before, after, summary, transfer, cam_before, cam_after], **serving.model_event("flowers", "flowers"))
+    run_inputs = [model, image, attack_name, epsilon, alpha, steps, explanation]
+    run_outputs = [original, perturbation, adversarial, before, after, summary, transfer, cam_before, cam_after]
+    run.click(_run, run_inputs, run_outputs, **serving.model_event("flowers", "flowers"))
+    # one click: pick a flower and classify and attack it
+    gallery.select(_pick, None, image, **serving.internal_event()).then(_run, run_inputs, run_outputs, **serving.model_event("flowers"))
     with gr.Accordion("Accuracy vs ε, the transfer matrix, the 2 × 2 table beside the report's, and how the models were trained", open=False):
         curves = gr.Plot(label="accuracy vs ε")
         heat = gr.Plot(label="transfer matrix")
