@@ -1,9 +1,9 @@
 """The Flowers-102 2 × 2: CNN / ViT × pretrained / from scratch (spec attacks-captioning §1.5, §1.6, §1.8).
 
 - CNN, pretrained: the ImageNet EfficientNet-Lite0 (offline weights, models.imagenet) with a new 102-way head trained
-  on Flowers (the committed one: frozen features, head solved by logistic regression), the attacks lab's
-  `attacks-efficientnet-lite0` module with 102 classes; 64 px inputs are upsampled inside to `input_size` (192 px in
-  the committed checkpoint), a scale its ImageNet features work at.
+  on Flowers (the committed one: head solved by logistic regression, then the whole network fine-tuned with BatchNorm
+  frozen), the attacks lab's `attacks-efficientnet-lite0` module with 102 classes; 64 px inputs are upsampled inside
+  to `input_size` (192 px in the committed checkpoint), a scale its ImageNet features work at.
 - CNN, from scratch: the attacks lab's CIFAR ResNet-20 (`attacks-resnet`), 102 classes, at the native 64 px. Not the
   EfficientNet with random weights: a depthwise-separable net trained from random weights on 1,000 images needs long
   schedules to be a fair baseline, and two EfficientNets (7 MB each in fp16) plus two ViTs would not fit the system's
