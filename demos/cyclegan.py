@@ -211,6 +211,8 @@ def measurements_markdown(dataset: str) -> str:
     train_config = card.get("train_config", {})
     discriminator = ("projected discriminators (heads on frozen ImageNet EfficientNet-Lite1 features) in the last run"
                      if train_config.get("discriminator") == "projected" else "70×70 PatchGAN discriminators")
+    if train_config.get("domain_negatives"):
+        discriminator += ", which also learned to call the other domain's real photos fake"
     rows.append(("training", "20 epochs, batch 1, 128 px, no LR decay, ConvTranspose2d upsampling (checkerboard artefacts in the sky)",
                  f"{card.get('epochs_trained', '?')} epochs, batch 1, {train_config.get('image_size', '?')} px, constant + linear LR decay, "
                  f"resize-conv upsampling (no checkerboard by construction), {discriminator}"))

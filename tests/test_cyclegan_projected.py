@@ -191,4 +191,44 @@ def test_tab_shows_the_domain_judges_shares_and_the_discriminator(checkpoint_roo
                                                           "domain_judge_accuracy_b": 0.92, "domain_share_untranslated_a2b": 0.06})
     table = demo.measurements_markdown("apple2orange")
     assert "**93 %**" in table and "**71 %**" in table and "untranslated 6 %" in table and "94 % / 92 %" in table
-    assert "EfficientNet-Lite1" in table
+    assert "EfficientNet-Lite1" in table and "other domain's real photos" not in table
+    registry.update_card("cyclegan-apple2orange", train_config={"discriminator": "projected", "image_size": 96, "domain_negatives": 1.0})
+    assert "other domain's real photos fake" in demo.measurements_markdown("apple2orange")
+
+
+@pytest.mark.parametrize("discriminator", ["projected", "patchgan"])
+def test_domain_negatives_enter_the_discriminators_loss_and_resume_exactly(tmp_path, one_thread, discriminator):
+    """--domain-negatives w: each discriminator also calls the other domain's real images fake (issue 25: the
+    projected heads scored real winter photos as "summer" as highly as real summer ones). The term is logged, changes
+    the training, and an interrupted run still resumes bit-exactly."""
+    preset = training.PRESETS["projected" if discriminator == "projected" else "cpu"]
+
+    def config(name, **overrides):
+        return dataclasses.replace(preset, dry_run=True, run_dir=str(tmp_path / name), checkpoint_root=str(tmp_path / f"{name}-checkpoints"), **overrides)
+
+    straight = training.main(config("straight", domain_negatives=1.0))
+    training.main(config("resumed", domain_negatives=1.0, max_minutes=1e-9))
+    resumed = training.main(config("resumed", domain_negatives=1.0))
+    plain = training.main(config("plain"))
+    header = (tmp_path / "straight" / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"d_a_other", "d_b_other"} <= set(header)
+    assert "d_a_other" not in (tmp_path / "plain" / "log.csv").read_text().splitlines()[0]
+    expected, actual, without = (load_file(path / "model.safetensors") for path in (straight, resumed, plain))
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=0)
+    assert any(not torch.equal(expected[key], without[key]) for key in expected)
+
+
+def test_init_discriminators_starts_the_heads_from_a_run_state(tmp_path, one_thread):
+    """--init-discriminators runs/<run>/last.pt: a continued run keeps an earlier run's trained heads instead of
+    fresh ones (with a zero learning rate they come out unchanged)."""
+    source = _projected_dry(tmp_path, "source")
+    training.main(source)
+    training.main(_projected_dry(tmp_path, "continued", init_discriminators=str(tmp_path / "source" / "last.pt"), learning_rate=0.0))
+    before = torch.load(tmp_path / "source" / "last.pt", weights_only=True)["objects"]
+    after = torch.load(tmp_path / "continued" / "last.pt", weights_only=True)["objects"]
+    for name in ("d_a", "d_b"):
+        weights = [key for key in before[name] if not key.endswith(("._u", "._v"))]  # spectral norm's power-iteration vectors move
+        assert weights
+        for key in weights:
+            torch.testing.assert_close(after[name][key], before[name][key], rtol=0, atol=0)

@@ -67,6 +67,8 @@ class TrainConfig(BaseTrainConfig):
     projected_channels: int = 64  # width of each projected head
     backbone_size: int = 0  # --discriminator projected: resize images to this before the frozen backbone (0 = crop size)
     gan_loss: str = "lsgan"  # lsgan (official) | hinge (Projected GAN)
+    domain_negatives: float = 0.0  # weight of the *other* domain's real images as negatives in each discriminator's loss (0 = official)
+    init_discriminators: str = ""  # a run state (runs/<run>/last.pt) whose discriminators start this run (with --init-from)
     batch_size: int = 1
     epochs: float = 4.0  # an epoch = max(|trainA|, |trainB|) images of each domain
     decay_epochs: float = 2.0  # the last `decay_epochs` decay the learning rate linearly to 0
@@ -275,12 +277,16 @@ def main(cfg: TrainConfig) -> Path | None:
     start = run.resume(model=model, d_a=d_a, d_b=d_b, g_optimizer=g_optimizer, d_optimizer=d_optimizer,
                        pool_a=pool_a, pool_b=pool_b, schedule=schedule)
     parent = initialise_from(cfg, model, start, run.run_dir, device)  # generators only: fresh discriminators catch up within a few hundred steps
+    if cfg.init_discriminators and start == 0:  # or the discriminators of an earlier run (same kind and shape)
+        objects = torch.load(cfg.init_discriminators, map_location="cpu", weights_only=True)["objects"]
+        d_a.load_state_dict(objects["d_a"]), d_b.load_state_dict(objects["d_b"])
     if parent:
         _inherit_parent_files(cfg, run.run_dir, schedule, copy=run.is_main)
     for pool in (pool_a, pool_b):
         pool.images = [image.to(device) for image in pool.images]
     deadline = started + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
     lambda_identity = cfg.lambda_cycle * cfg.identity_weight
+    negatives = cfg.domain_negatives
     means = LossMeans()
     clock = {"timer": None, "window": cfg.calibration_steps}  # --fit-to-time: (step, time) of the last timing, and the next window
 
@@ -332,17 +338,28 @@ def main(cfg: TrainConfig) -> Path | None:
                         fake_a_in, fake_b_in = [f[:batch] for f in pooled], [f[batch:] for f in pooled]
                     else:  # this step's fakes: the generator step's features, detached
                         fake_a_in, fake_b_in = [f.detach() for f in fake_features_a], [f.detach() for f in fake_features_b]
-                scores_a = trained_d_a([torch.cat([r[:batch], f]) for r, f in zip(real_features, fake_a_in)])
-                scores_b = trained_d_b([torch.cat([r[batch:], f]) for r, f in zip(real_features, fake_b_in)])
-                real_scores_a, fake_scores_a = [s.float()[:batch] for s in scores_a], [s.float()[batch:] for s in scores_a]
-                real_scores_b, fake_scores_b = [s.float()[:batch] for s in scores_b], [s.float()[batch:] for s in scores_b]
+                # With --domain-negatives each discriminator also sees the other domain's real images (in the same
+                # pass, features already computed), to be called fake: it must learn the domain, not only realism.
+                other_a = [[r[batch:]] if negatives else [] for r in real_features]  # real B: negatives for D_A
+                other_b = [[r[:batch]] if negatives else [] for r in real_features]
+                scores_a = trained_d_a([torch.cat([r[:batch], f, *o]) for r, f, o in zip(real_features, fake_a_in, other_a)])
+                scores_b = trained_d_b([torch.cat([r[batch:], f, *o]) for r, f, o in zip(real_features, fake_b_in, other_b)])
+                real_scores_a, fake_scores_a, other_scores_a = ([s.float()[i * batch:(i + 1) * batch] for s in scores_a] for i in range(3))
+                real_scores_b, fake_scores_b, other_scores_b = ([s.float()[i * batch:(i + 1) * batch] for s in scores_b] for i in range(3))
             else:
-                real_scores_a, fake_scores_a = trained_d_a(torch.cat([real_a, pool_a.query(fake_a)])).float().split(batch)
-                real_scores_b, fake_scores_b = trained_d_b(torch.cat([real_b, pool_b.query(fake_b)])).float().split(batch)
+                negatives_a, negatives_b = ([real_b], [real_a]) if negatives else ([], [])
+                real_scores_a, fake_scores_a, *other_scores_a = trained_d_a(torch.cat([real_a, pool_a.query(fake_a), *negatives_a])).float().split(batch)
+                real_scores_b, fake_scores_b, *other_scores_b = trained_d_b(torch.cat([real_b, pool_b.query(fake_b), *negatives_b])).float().split(batch)
+                other_scores_a, other_scores_b = (other_scores_a or [None])[0], (other_scores_b or [None])[0]
         losses["d_a"] = 0.5 * (gan_loss(real_scores_a, True, cfg.gan_loss) + gan_loss(fake_scores_a, False, cfg.gan_loss))
         losses["d_b"] = 0.5 * (gan_loss(real_scores_b, True, cfg.gan_loss) + gan_loss(fake_scores_b, False, cfg.gan_loss))
+        d_loss = losses["d_a"] + losses["d_b"]
+        if negatives:
+            losses["d_a_other"] = gan_loss(other_scores_a, False, cfg.gan_loss)  # logged unweighted: how well D_A rejects real B
+            losses["d_b_other"] = gan_loss(other_scores_b, False, cfg.gan_loss)
+            d_loss = d_loss + 0.5 * negatives * (losses["d_a_other"] + losses["d_b_other"])
         d_optimizer.zero_grad(set_to_none=True)
-        (losses["d_a"] + losses["d_b"]).backward()
+        d_loss.backward()
         d_optimizer.step()
         losses["g_total"] = g_loss
         means.add(losses)
