@@ -1,6 +1,7 @@
 """`--precision`: bf16 autocast where the hardware runs it fast, wired into every trainer."""
 
 import importlib
+import warnings
 
 import pytest
 import torch
@@ -21,9 +22,20 @@ from training.common import parse_config
         ("fp32", "cuda", "AMX", False),
     ],
 )
+@pytest.mark.filterwarnings("ignore:--precision bf16 on a CPU without native bf16")
 def test_auto_picks_bf16_only_where_it_pays(precision, device, bf16_units, expected, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: bf16_units)
     assert use_bf16(precision, torch.device(device)) is expected
+
+
+def test_bf16_asked_for_on_a_cpu_without_native_bf16_warns_but_obeys(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: "")
+    with pytest.warns(UserWarning, match="emulated"):
+        assert use_bf16("bf16", torch.device("cpu")) is True
+    monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: "AVX512-BF16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert use_bf16("bf16", torch.device("cpu")) is True
 
 
 def test_unknown_precision_is_refused_with_the_choices():

@@ -96,8 +96,8 @@ PRESETS = {
     # (session 18: validation 72.7 → 77.5 %, best at step 1,050, docs/flowers.md; 56 min on one busy core). Session 16's
     # fine-tuning with BatchNorm in training mode (batch 32) had lowered validation accuracy from 66 % to 49 %. The solved
     # head competes for the best weights. bf16: 2.2 s a step here (AVX512-BF16, no AMX) vs 3.1-3.6 s in fp32; on the AMX
-    # machine of earlier sessions its depthwise convolutions were slower in bf16 (docs/cpu-training.md): `--precision fp32`
-    # there. It validates in fp32 either way.
+    # machine of earlier sessions its depthwise convolutions were slower in bf16 (docs/cpu-training.md), and a CPU without
+    # native bf16 (AVX2 only) emulates it and warns: `--precision fp32` on both. It validates in fp32 either way.
     "cnn-pretrained": TrainConfig(model="cnn-pretrained", input_size=192, head_solver="logreg", head_c=0.3, steps=1200, freeze_batchnorm=True,
                                   batch_size=32, learning_rate=1e-3, backbone_lr_scale=0.1, weight_decay=0.01, warmup_steps=50,
                                   eval_every=150, save_every=50, precision="bf16"),
