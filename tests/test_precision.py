@@ -22,7 +22,6 @@ from training.common import parse_config
         ("fp32", "cuda", "AMX", False),
     ],
 )
-@pytest.mark.filterwarnings("ignore:--precision bf16 on a CPU without native bf16")
 def test_auto_picks_bf16_only_where_it_pays(precision, device, bf16_units, expected, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_bf16_units", lambda: bf16_units)
     assert use_bf16(precision, torch.device(device)) is expected
