@@ -35,7 +35,8 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     if precision == "auto":
         return device.type == "cuda" or (device.type == "cpu" and bool(cpu_bf16_units()))
     if precision == "bf16" and device.type == "cpu" and not cpu_bf16_units():
-        # Session 19's CPU (AVX2 only) ran a CycleGAN step 13x slower in bf16 than in fp32: say so, once per call site.
+        # Session 19's CPU (AVX2 only) ran a CycleGAN step 13x slower in bf16 than in fp32. Called every step via autocast();
+        # Python shows a warning once per call site, so a run prints it once.
         warnings.warn("--precision bf16 on a CPU without native bf16 (no AMX or AVX512-BF16 in /proc/cpuinfo): "
                       "it is emulated and many times slower than fp32; use --precision auto or fp32", stacklevel=2)
     return precision == "bf16"
